@@ -1,0 +1,623 @@
+//! The swarm state of one swarm worker: which peers each torrent has, the
+//! announce and scrape operations on them, and the cleaning of expired peers.
+//! Nothing here knows about sockets or wire formats beyond the compact peer
+//! form (BEP 23/7), which is also how peers are stored.
+//!
+//! Layout, chosen for memory at millions of mostly tiny swarms:
+//! - Torrents sit in a dense vector with a [`DenseIndex`] beside it, so the
+//!   cleaner can walk them from a cursor a slice at a time.
+//! - A torrent's IPv4 peers sit inline in the torrent while there are at most
+//!   two of them (most torrents), and in a heap vector after that; a hash
+//!   index is added only once a swarm is larger than [`INDEX_FROM`]. IPv6
+//!   peers, rarer, are behind a box allocated on the first one.
+//! - Each peer is its compact wire address (6 or 18 bytes: IP then port, big
+//!   endian) and a 4-byte expiry, with alignment 1: 10 or 22 bytes.
+//! - Leechers come first in the vector, seeders after them. A seeder is
+//!   sent only leechers, which are then one contiguous range.
+
+mod dense;
+
+use smallvec::SmallVec;
+
+pub use dense::DenseIndex;
+
+use crate::protocol::udp::ScrapeStats;
+use crate::protocol::{AnnounceEvent, InfoHash};
+
+/// Swarms larger than this get a hash index; below it a linear scan over the
+/// compact addresses is faster than hashing.
+pub const INDEX_FROM: usize = 24;
+
+/// A peer's address in compact form: IPv4 address and port (6 bytes) or IPv6
+/// address and port (18 bytes), both in network byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    V4([u8; 6]),
+    V6([u8; 18]),
+}
+
+impl PeerAddr {
+    pub fn from_socket_addr(addr: std::net::SocketAddr) -> PeerAddr {
+        match addr {
+            std::net::SocketAddr::V4(a) => {
+                let mut b = [0u8; 6];
+                b[..4].copy_from_slice(&a.ip().octets());
+                b[4..].copy_from_slice(&a.port().to_be_bytes());
+                PeerAddr::V4(b)
+            }
+            std::net::SocketAddr::V6(a) => {
+                // An IPv4-mapped address (a dual-stack socket) is an IPv4 peer.
+                if let Some(v4) = a.ip().to_ipv4_mapped() {
+                    let mut b = [0u8; 6];
+                    b[..4].copy_from_slice(&v4.octets());
+                    b[4..].copy_from_slice(&a.port().to_be_bytes());
+                    return PeerAddr::V4(b);
+                }
+                let mut b = [0u8; 18];
+                b[..16].copy_from_slice(&a.ip().octets());
+                b[16..].copy_from_slice(&a.port().to_be_bytes());
+                PeerAddr::V6(b)
+            }
+        }
+    }
+}
+
+/// Settings the swarm needs; a copy of the relevant config values.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    /// Seconds without an announce after which a peer is dropped.
+    pub peer_timeout: u32,
+    /// Peers returned when the client asks for the default (numwant <= 0).
+    pub default_numwant: usize,
+    /// The most peers ever returned.
+    pub max_numwant: usize,
+    /// 0 for no limit. A full swarm still answers new peers, but does not
+    /// store them.
+    pub max_peers_per_torrent: usize,
+    /// 0 for no limit. When full, announces for new torrents are answered
+    /// with empty peer lists and not stored.
+    pub max_torrents: usize,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            peer_timeout: 2700,
+            default_numwant: 50,
+            max_numwant: 100,
+            max_peers_per_torrent: 0,
+            max_torrents: 0,
+        }
+    }
+}
+
+/// One announce, as the swarm needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Announce {
+    pub info_hash: InfoHash,
+    pub addr: PeerAddr,
+    pub event: AnnounceEvent,
+    /// `left == 0`.
+    pub seeder: bool,
+    /// As the client sent it; <= 0 means the default.
+    pub num_want: i32,
+}
+
+/// What an announce returns besides the peers it appended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnnounceCounts {
+    pub seeders: u32,
+    pub leechers: u32,
+    /// Number of peers appended to the output.
+    pub peers: u32,
+    /// The announce could not be stored (a limit was reached).
+    pub not_stored: bool,
+}
+
+trait Addr: Copy + Eq + std::hash::Hash + AsRef<[u8]> {}
+impl Addr for [u8; 6] {}
+impl Addr for [u8; 18] {}
+
+/// A peer: compact address and the time (seconds on the swarm clock) after
+/// which it expires. Alignment 1 keeps an IPv4 peer at 10 bytes.
+#[derive(Clone, Copy, Debug)]
+struct Peer<A> {
+    addr: A,
+    expiry: [u8; 4],
+}
+
+impl<A> Peer<A> {
+    #[inline]
+    fn expiry(&self) -> u32 {
+        u32::from_ne_bytes(self.expiry)
+    }
+}
+
+/// The peers of one address family in one torrent.
+#[derive(Debug)]
+struct PeerSet<A> {
+    /// Leechers at `0..leechers`, seeders after.
+    peers: SmallVec<[Peer<A>; 2]>,
+    leechers: u32,
+    index: Option<Box<DenseIndex>>,
+}
+
+impl<A> Default for PeerSet<A> {
+    fn default() -> Self {
+        PeerSet {
+            peers: SmallVec::new(),
+            leechers: 0,
+            index: None,
+        }
+    }
+}
+
+impl<A: Addr> PeerSet<A> {
+    fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn seeders(&self) -> u32 {
+        self.peers.len() as u32 - self.leechers
+    }
+
+    fn find(&self, addr: &A, hasher: &ahash::RandomState) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.find(hasher.hash_one(addr), |p| self.peers[p].addr == *addr),
+            None => self.peers.iter().position(|p| p.addr == *addr),
+        }
+    }
+
+    /// Moves the element at `from` to `to` (overwriting `to`).
+    fn relocate(&mut self, from: usize, to: usize, hasher: &ahash::RandomState) {
+        if from == to {
+            return;
+        }
+        self.peers[to] = self.peers[from];
+        if let Some(index) = &mut self.index {
+            index.relocate(hasher.hash_one(self.peers[to].addr), from, to);
+        }
+    }
+
+    fn push_indexed(&mut self, peer: Peer<A>, at: usize, hasher: &ahash::RandomState) {
+        debug_assert!(at <= self.peers.len());
+        if at == self.peers.len() {
+            self.peers.push(peer);
+        } else {
+            self.peers[at] = peer;
+        }
+        if let Some(index) = &mut self.index {
+            let peers = &self.peers;
+            index.insert(hasher.hash_one(peer.addr), at, |p| {
+                hasher.hash_one(peers[p].addr)
+            });
+        } else if self.peers.len() > INDEX_FROM {
+            let mut index = DenseIndex::with_capacity(self.peers.len() * 2);
+            let peers = &self.peers;
+            index.rebuild(peers.iter().map(|p| hasher.hash_one(p.addr)));
+            self.index = Some(Box::new(index));
+        }
+    }
+
+    fn insert(&mut self, peer: Peer<A>, seeder: bool, hasher: &ahash::RandomState) {
+        if seeder {
+            self.push_indexed(peer, self.peers.len(), hasher);
+        } else {
+            let first_seeder = self.leechers as usize;
+            if first_seeder < self.peers.len() {
+                // Move the first seeder to the end to make room.
+                let moved = self.peers[first_seeder];
+                self.peers.push(moved);
+                let end = self.peers.len() - 1;
+                if let Some(index) = &mut self.index {
+                    index.relocate(hasher.hash_one(moved.addr), first_seeder, end);
+                }
+            }
+            self.push_indexed(peer, first_seeder, hasher);
+            self.leechers += 1;
+        }
+    }
+
+    fn remove(&mut self, pos: usize, hasher: &ahash::RandomState) {
+        if let Some(index) = &mut self.index {
+            index.remove(hasher.hash_one(self.peers[pos].addr), pos);
+        }
+        let last = self.peers.len() - 1;
+        if pos < self.leechers as usize {
+            let last_leecher = self.leechers as usize - 1;
+            self.relocate(last_leecher, pos, hasher);
+            self.relocate(last, last_leecher, hasher);
+            self.leechers -= 1;
+        } else {
+            self.relocate(last, pos, hasher);
+        }
+        self.peers.pop();
+        self.after_shrink(hasher);
+    }
+
+    fn after_shrink(&mut self, hasher: &ahash::RandomState) {
+        let len = self.peers.len();
+        if self.index.is_some() && len <= INDEX_FROM / 2 {
+            self.index = None;
+        }
+        if let Some(index) = &mut self.index {
+            let peers = &self.peers;
+            index.shrink(|p| hasher.hash_one(peers[p].addr));
+        }
+        if self.peers.spilled() && len < self.peers.capacity() / 4 {
+            self.peers.shrink_to_fit();
+        }
+    }
+
+    /// Appends up to `n` peers to `out`, chosen from a random start and run
+    /// on from there, wrapping. A seeder (`for_seeder`) is sent only
+    /// leechers; `skip` is the announcing peer's own position.
+    fn select(
+        &self,
+        for_seeder: bool,
+        skip: Option<usize>,
+        n: usize,
+        rng: &mut fastrand::Rng,
+        out: &mut Vec<u8>,
+    ) -> u32 {
+        let range = if for_seeder {
+            self.leechers as usize
+        } else {
+            self.peers.len()
+        };
+        let skip = skip.filter(|&s| s < range);
+        let available = range - skip.is_some() as usize;
+        let take = n.min(available);
+        if take == 0 {
+            return 0;
+        }
+        let start = rng.usize(..range);
+        let mut taken = 0;
+        let (tail, head) = self.peers[..range].split_at(start);
+        for (i, peer) in head
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + start, p))
+            .chain(tail.iter().enumerate())
+        {
+            if Some(i) == skip {
+                continue;
+            }
+            out.extend_from_slice(peer.addr.as_ref());
+            taken += 1;
+            if taken == take {
+                break;
+            }
+        }
+        taken as u32
+    }
+
+    /// Handles one announce from `addr`.
+    #[allow(clippy::too_many_arguments)]
+    fn announce(
+        &mut self,
+        addr: A,
+        event: AnnounceEvent,
+        seeder: bool,
+        expiry: u32,
+        n: usize,
+        max_peers: usize,
+        hasher: &ahash::RandomState,
+        rng: &mut fastrand::Rng,
+        out: &mut Vec<u8>,
+    ) -> (u32, bool, bool) {
+        let found = self.find(&addr, hasher);
+        let peer = Peer {
+            addr,
+            expiry: expiry.to_ne_bytes(),
+        };
+        let completed;
+        let mut not_stored = false;
+        let pos = match (found, event) {
+            (Some(pos), AnnounceEvent::Stopped) => {
+                self.remove(pos, hasher);
+                return (0, false, false);
+            }
+            (None, AnnounceEvent::Stopped) => return (0, false, false),
+            (Some(pos), _) => {
+                let was_seeder = pos >= self.leechers as usize;
+                completed = event == AnnounceEvent::Completed && !was_seeder;
+                if was_seeder == seeder {
+                    self.peers[pos].expiry = peer.expiry;
+                    Some(pos)
+                } else {
+                    self.remove(pos, hasher);
+                    self.insert(peer, seeder, hasher);
+                    self.find(&addr, hasher)
+                }
+            }
+            (None, _) => {
+                completed = event == AnnounceEvent::Completed;
+                if max_peers != 0 && self.peers.len() >= max_peers {
+                    not_stored = true;
+                    None
+                } else {
+                    self.insert(peer, seeder, hasher);
+                    self.find(&addr, hasher)
+                }
+            }
+        };
+        let peers = self.select(seeder, pos, n, rng, out);
+        (peers, completed, not_stored)
+    }
+
+    /// Removes expired peers; returns how many it removed.
+    fn clean(&mut self, now: u32, hasher: &ahash::RandomState) -> usize {
+        let before = self.peers.len();
+        let leechers = self.leechers as usize;
+        let mut kept_leechers = 0;
+        let mut write = 0;
+        for read in 0..before {
+            let p = self.peers[read];
+            if p.expiry() >= now {
+                self.peers[write] = p;
+                write += 1;
+                if read < leechers {
+                    kept_leechers += 1;
+                }
+            }
+        }
+        let removed = before - write;
+        if removed > 0 {
+            self.peers.truncate(write);
+            self.leechers = kept_leechers;
+            if let Some(index) = &mut self.index {
+                index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
+            }
+            self.after_shrink(hasher);
+        }
+        removed
+    }
+}
+
+/// One torrent: its IPv4 and IPv6 peers and its completed count.
+#[derive(Debug, Default)]
+struct Torrent {
+    v4: PeerSet<[u8; 6]>,
+    v6: Option<Box<PeerSet<[u8; 18]>>>,
+    completed: u32,
+}
+
+impl Torrent {
+    fn is_empty(&self) -> bool {
+        self.v4.len() == 0 && self.v6.as_ref().is_none_or(|s| s.len() == 0)
+    }
+
+    fn counts(&self) -> (u32, u32) {
+        let (mut seeders, mut leechers) = (self.v4.seeders(), self.v4.leechers);
+        if let Some(v6) = &self.v6 {
+            seeders += v6.seeders();
+            leechers += v6.leechers;
+        }
+        (seeders, leechers)
+    }
+}
+
+/// Totals over all torrents of one [`Swarms`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub torrents: u64,
+    pub peers_v4: u64,
+    pub peers_v6: u64,
+    pub seeders: u64,
+    pub leechers: u64,
+}
+
+/// All torrents of one swarm worker.
+pub struct Swarms {
+    config: SwarmConfig,
+    torrents: Vec<(InfoHash, Torrent)>,
+    index: DenseIndex,
+    hasher: ahash::RandomState,
+    rng: fastrand::Rng,
+    /// Where the next cleaning step starts.
+    clean_cursor: usize,
+}
+
+impl Swarms {
+    pub fn new(config: SwarmConfig) -> Swarms {
+        Swarms {
+            config,
+            torrents: Vec::new(),
+            index: DenseIndex::default(),
+            hasher: ahash::RandomState::new(),
+            rng: fastrand::Rng::new(),
+            clean_cursor: 0,
+        }
+    }
+
+    pub fn set_config(&mut self, config: SwarmConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &SwarmConfig {
+        &self.config
+    }
+
+    fn find(&self, info_hash: &InfoHash) -> Option<usize> {
+        let torrents = &self.torrents;
+        self.index.find(self.hasher.hash_one(info_hash), |p| {
+            torrents[p].0 == *info_hash
+        })
+    }
+
+    fn insert_torrent(&mut self, info_hash: InfoHash) -> usize {
+        let pos = self.torrents.len();
+        self.torrents.push((info_hash, Torrent::default()));
+        let torrents = &self.torrents;
+        let hasher = &self.hasher;
+        self.index.insert(hasher.hash_one(info_hash), pos, |p| {
+            hasher.hash_one(torrents[p].0)
+        });
+        pos
+    }
+
+    fn remove_torrent(&mut self, pos: usize) {
+        let hasher = &self.hasher;
+        self.index
+            .remove(hasher.hash_one(self.torrents[pos].0), pos);
+        let last = self.torrents.len() - 1;
+        if pos != last {
+            self.index
+                .relocate(hasher.hash_one(self.torrents[last].0), last, pos);
+        }
+        self.torrents.swap_remove(pos);
+        let torrents = &self.torrents;
+        self.index.shrink(|p| hasher.hash_one(torrents[p].0));
+        if self.torrents.capacity() > 1024 && self.torrents.len() < self.torrents.capacity() / 4 {
+            self.torrents.shrink_to(self.torrents.len() * 2);
+        }
+    }
+
+    /// Handles an announce at time `now` (seconds on the caller's clock) and
+    /// appends the chosen peers, in compact form, to `out`.
+    pub fn announce(&mut self, req: &Announce, now: u32, out: &mut Vec<u8>) -> AnnounceCounts {
+        let pos = match self.find(&req.info_hash) {
+            Some(pos) => pos,
+            None if req.event == AnnounceEvent::Stopped => return AnnounceCounts::default(),
+            None if self.config.max_torrents != 0
+                && self.torrents.len() >= self.config.max_torrents =>
+            {
+                return AnnounceCounts {
+                    not_stored: true,
+                    ..AnnounceCounts::default()
+                }
+            }
+            None => self.insert_torrent(req.info_hash),
+        };
+        let n = if req.num_want <= 0 {
+            self.config.default_numwant
+        } else {
+            req.num_want as usize
+        }
+        .min(self.config.max_numwant);
+        let expiry = now.saturating_add(self.config.peer_timeout);
+        let max_peers = self.config.max_peers_per_torrent;
+        let torrent = &mut self.torrents[pos].1;
+        let (peers, completed, not_stored) = match req.addr {
+            PeerAddr::V4(a) => torrent.v4.announce(
+                a,
+                req.event,
+                req.seeder,
+                expiry,
+                n,
+                max_peers,
+                &self.hasher,
+                &mut self.rng,
+                out,
+            ),
+            PeerAddr::V6(a) => {
+                if torrent.v6.is_none() && req.event == AnnounceEvent::Stopped {
+                    (0, false, false)
+                } else {
+                    torrent.v6.get_or_insert_with(Default::default).announce(
+                        a,
+                        req.event,
+                        req.seeder,
+                        expiry,
+                        n,
+                        max_peers,
+                        &self.hasher,
+                        &mut self.rng,
+                        out,
+                    )
+                }
+            }
+        };
+        if completed {
+            torrent.completed = torrent.completed.saturating_add(1);
+        }
+        let (seeders, leechers) = torrent.counts();
+        if torrent.is_empty() && torrent.completed == 0 {
+            // Nothing worth keeping: drop it now rather than at the next
+            // cleaning pass.
+            self.remove_torrent(pos);
+        }
+        AnnounceCounts {
+            seeders,
+            leechers,
+            peers,
+            not_stored,
+        }
+    }
+
+    /// Seeders, completed and leechers of one torrent; zeros if unknown.
+    pub fn scrape(&self, info_hash: &InfoHash) -> ScrapeStats {
+        match self.find(info_hash) {
+            Some(pos) => {
+                let t = &self.torrents[pos].1;
+                let (seeders, leechers) = t.counts();
+                ScrapeStats {
+                    seeders,
+                    completed: t.completed,
+                    leechers,
+                }
+            }
+            None => ScrapeStats::default(),
+        }
+    }
+
+    /// One step of cleaning: visits torrents from the cursor until about
+    /// `budget` peers were looked at, removes peers whose expiry is before
+    /// `now` and torrents left without peers. Returns `(peers removed,
+    /// pass finished)`; the next call after a finished pass starts again at
+    /// the first torrent.
+    pub fn clean_step(&mut self, now: u32, budget: usize) -> (usize, bool) {
+        let mut seen = 0;
+        let mut removed = 0;
+        while self.clean_cursor < self.torrents.len() {
+            let pos = self.clean_cursor;
+            let torrent = &mut self.torrents[pos].1;
+            seen += torrent.v4.len() + 1;
+            removed += torrent.v4.clean(now, &self.hasher);
+            if let Some(v6) = &mut torrent.v6 {
+                seen += v6.len();
+                removed += v6.clean(now, &self.hasher);
+                if v6.len() == 0 {
+                    torrent.v6 = None;
+                }
+            }
+            if torrent.is_empty() {
+                // The last torrent moves into `pos`: look at `pos` again.
+                self.remove_torrent(pos);
+            } else {
+                self.clean_cursor += 1;
+            }
+            if seen >= budget {
+                return (removed, false);
+            }
+        }
+        self.clean_cursor = 0;
+        (removed, true)
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            torrents: self.torrents.len() as u64,
+            ..Totals::default()
+        };
+        for (_, torrent) in &self.torrents {
+            t.peers_v4 += torrent.v4.len() as u64;
+            if let Some(v6) = &torrent.v6 {
+                t.peers_v6 += v6.len() as u64;
+            }
+            let (s, l) = torrent.counts();
+            t.seeders += s as u64;
+            t.leechers += l as u64;
+        }
+        t
+    }
+
+    /// Torrent count without walking the peers.
+    pub fn torrent_count(&self) -> usize {
+        self.torrents.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const NOW: u32 = 1000;
+
+fn v4(i: u32) -> PeerAddr {
+    let mut b = [0u8; 6];
+    b[..4].copy_from_slice(&(0x0a00_0000 + i).to_be_bytes());
+    b[4..].copy_from_slice(&6881u16.to_be_bytes());
+    PeerAddr::V4(b)
+}
+
+fn v6(i: u32) -> PeerAddr {
+    let mut b = [0u8; 18];
+    b[0] = 0x20;
+    b[12..16].copy_from_slice(&i.to_be_bytes());
+    b[16..].copy_from_slice(&6881u16.to_be_bytes());
+    PeerAddr::V6(b)
+}
+
+fn ann(hash: u8, addr: PeerAddr, event: AnnounceEvent, seeder: bool) -> Announce {
+    Announce {
+        info_hash: InfoHash([hash; 20]),
+        addr,
+        event,
+        seeder,
+        num_want: -1,
+    }
+}
+
+fn peers_of(out: &[u8], len: usize) -> Vec<Vec<u8>> {
+    assert_eq!(out.len() % len, 0);
+    out.chunks(len).map(|c| c.to_vec()).collect()
+}
+
+fn bytes(a: PeerAddr) -> Vec<u8> {
+    match a {
+        PeerAddr::V4(b) => b.to_vec(),
+        PeerAddr::V6(b) => b.to_vec(),
+    }
+}
+
+/// Checks the structure of every peer set: partition, counts, index.
+fn check_invariants(s: &Swarms) {
+    for (pos, (hash, t)) in s.torrents.iter().enumerate() {
+        assert_eq!(s.find(hash), Some(pos), "torrent index");
+        check_set(&t.v4, &s.hasher);
+        if let Some(v6) = &t.v6 {
+            check_set(v6, &s.hasher);
+        }
+    }
+    assert_eq!(s.index.len(), s.torrents.len());
+}
+
+fn check_set<A: Addr + std::fmt::Debug>(set: &PeerSet<A>, hasher: &ahash::RandomState) {
+    assert!(set.leechers as usize <= set.peers.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in set.peers.iter().enumerate() {
+        assert!(seen.insert(p.addr), "peer twice: {:?}", p.addr);
+        assert_eq!(set.find(&p.addr, hasher), Some(i), "index of {i}");
+    }
+    if let Some(index) = &set.index {
+        assert_eq!(index.len(), set.peers.len());
+    }
+}
+
+#[test]
+fn two_peers_find_each_other() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    let c = s.announce(&ann(1, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    assert_eq!((c.seeders, c.leechers, c.peers), (0, 1, 0));
+    assert!(out.is_empty(), "a peer is never sent itself");
+    let c = s.announce(&ann(1, v4(2), AnnounceEvent::Started, true), NOW, &mut out);
+    assert_eq!((c.seeders, c.leechers, c.peers), (1, 1, 1));
+    assert_eq!(out, bytes(v4(1)));
+    out.clear();
+    let c = s.announce(&ann(1, v4(1), AnnounceEvent::None, false), NOW, &mut out);
+    assert_eq!(c.peers, 1);
+    assert_eq!(out, bytes(v4(2)));
+    check_invariants(&s);
+}
+
+#[test]
+fn seeders_are_not_sent_seeders() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    for i in 0..5 {
+        s.announce(&ann(1, v4(i), AnnounceEvent::Started, true), NOW, &mut out);
+    }
+    s.announce(
+        &ann(1, v4(100), AnnounceEvent::Started, false),
+        NOW,
+        &mut out,
+    );
+    out.clear();
+    let c = s.announce(&ann(1, v4(0), AnnounceEvent::None, true), NOW, &mut out);
+    assert_eq!((c.seeders, c.leechers), (5, 1));
+    assert_eq!(peers_of(&out, 6), vec![bytes(v4(100))]);
+    check_invariants(&s);
+}
+
+#[test]
+fn stopped_removes_and_empty_torrent_goes() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    s.announce(&ann(1, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    s.announce(&ann(1, v4(2), AnnounceEvent::Started, false), NOW, &mut out);
+    let c = s.announce(&ann(1, v4(1), AnnounceEvent::Stopped, false), NOW, &mut out);
+    assert_eq!((c.seeders, c.leechers, c.peers), (0, 1, 0));
+    s.announce(&ann(1, v4(2), AnnounceEvent::Stopped, false), NOW, &mut out);
+    assert_eq!(s.torrent_count(), 0);
+    // A stop for an unknown torrent creates nothing.
+    s.announce(&ann(2, v4(2), AnnounceEvent::Stopped, false), NOW, &mut out);
+    assert_eq!(s.torrent_count(), 0);
+    assert_eq!(s.scrape(&InfoHash([1; 20])), ScrapeStats::default());
+}
+
+#[test]
+fn completed_counts_once_and_makes_a_seeder() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    s.announce(&ann(1, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    s.announce(
+        &ann(1, v4(1), AnnounceEvent::Completed, true),
+        NOW,
+        &mut out,
+    );
+    // A repeated completed from a peer that is already a seeder is not a
+    // second download.
+    s.announce(
+        &ann(1, v4(1), AnnounceEvent::Completed, true),
+        NOW,
+        &mut out,
+    );
+    assert_eq!(
+        s.scrape(&InfoHash([1; 20])),
+        ScrapeStats {
+            seeders: 1,
+            completed: 1,
+            leechers: 0
+        }
+    );
+    check_invariants(&s);
+}
+
+#[test]
+fn peers_are_keyed_by_address() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    // Same IP, other port: another peer.
+    let mut a = [10, 0, 0, 1, 0x1a, 0xe1];
+    s.announce(
+        &ann(1, PeerAddr::V4(a), AnnounceEvent::Started, false),
+        NOW,
+        &mut out,
+    );
+    a[5] = 0xe2;
+    let c = s.announce(
+        &ann(1, PeerAddr::V4(a), AnnounceEvent::Started, false),
+        NOW,
+        &mut out,
+    );
+    assert_eq!(c.leechers, 2);
+    // Same address again: the same peer, updated.
+    let c = s.announce(
+        &ann(1, PeerAddr::V4(a), AnnounceEvent::None, true),
+        NOW,
+        &mut out,
+    );
+    assert_eq!((c.seeders, c.leechers), (1, 1));
+}
+
+#[test]
+fn families_are_kept_apart() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    s.announce(&ann(1, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    s.announce(&ann(1, v6(1), AnnounceEvent::Started, false), NOW, &mut out);
+    out.clear();
+    let c = s.announce(&ann(1, v6(2), AnnounceEvent::Started, false), NOW, &mut out);
+    assert_eq!(c.leechers, 3, "counts span both families");
+    assert_eq!(peers_of(&out, 18), vec![bytes(v6(1))]);
+    out.clear();
+    s.announce(&ann(1, v4(2), AnnounceEvent::Started, false), NOW, &mut out);
+    assert_eq!(peers_of(&out, 6), vec![bytes(v4(1))]);
+    check_invariants(&s);
+}
+
+#[test]
+fn numwant_default_and_cap() {
+    let config = SwarmConfig {
+        default_numwant: 10,
+        max_numwant: 20,
+        ..SwarmConfig::default()
+    };
+    let mut s = Swarms::new(config);
+    let mut out = Vec::new();
+    for i in 0..100 {
+        s.announce(&ann(1, v4(i), AnnounceEvent::Started, false), NOW, &mut out);
+    }
+    for (want, got) in [(-1, 10), (0, 10), (5, 5), (1000, 20)] {
+        out.clear();
+        let mut a = ann(1, v4(1000), AnnounceEvent::Started, false);
+        a.num_want = want;
+        let c = s.announce(&a, NOW, &mut out);
+        assert_eq!(c.peers as usize, got);
+        assert_eq!(out.len(), got * 6);
+        let distinct: std::collections::HashSet<_> = out.chunks(6).collect();
+        assert_eq!(distinct.len(), got, "no peer twice in one reply");
+        assert!(!distinct.contains(&bytes(v4(1000))[..]));
+    }
+    check_invariants(&s);
+}
+
+#[test]
+fn selection_is_random_across_the_swarm() {
+    let mut s = Swarms::new(SwarmConfig {
+        default_numwant: 5,
+        ..SwarmConfig::default()
+    });
+    let mut out = Vec::new();
+    for i in 0..200 {
+        s.announce(&ann(1, v4(i), AnnounceEvent::Started, false), NOW, &mut out);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        out.clear();
+        s.announce(&ann(1, v4(0), AnnounceEvent::None, false), NOW, &mut out);
+        seen.extend(out.chunks(6).map(|c| c.to_vec()));
+    }
+    // 200 draws of 5 from 199: a fixed choice would show 5; random starts
+    // reach most of the swarm.
+    assert!(seen.len() > 150, "only {} distinct peers", seen.len());
+}
+
+#[test]
+fn expired_peers_are_cleaned_a_slice_at_a_time() {
+    let mut s = Swarms::new(SwarmConfig {
+        peer_timeout: 100,
+        ..SwarmConfig::default()
+    });
+    let mut out = Vec::new();
+    for t in 0..50u8 {
+        for i in 0..3 {
+            s.announce(&ann(t, v4(i), AnnounceEvent::Started, false), NOW, &mut out);
+        }
+    }
+    // Torrent 7 stays fresh.
+    s.announce(
+        &ann(7, v4(9), AnnounceEvent::Started, true),
+        NOW + 150,
+        &mut out,
+    );
+    let mut steps = 0;
+    let mut removed = 0;
+    loop {
+        let (r, done) = s.clean_step(NOW + 101, 10);
+        removed += r;
+        steps += 1;
+        check_invariants(&s);
+        if done {
+            break;
+        }
+    }
+    assert!(steps > 5, "a step looks at a slice, not everything");
+    assert_eq!(removed, 150);
+    assert_eq!(s.torrent_count(), 1);
+    assert_eq!(s.scrape(&InfoHash([7; 20])).seeders, 1);
+    // Not yet expired at the boundary second.
+    let (r, _) = s.clean_step(NOW + 250, usize::MAX);
+    assert_eq!(r, 0);
+}
+
+#[test]
+fn limits_answer_without_storing() {
+    let mut s = Swarms::new(SwarmConfig {
+        max_peers_per_torrent: 2,
+        max_torrents: 2,
+        ..SwarmConfig::default()
+    });
+    let mut out = Vec::new();
+    s.announce(&ann(1, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    s.announce(&ann(1, v4(2), AnnounceEvent::Started, false), NOW, &mut out);
+    let c = s.announce(&ann(1, v4(3), AnnounceEvent::Started, false), NOW, &mut out);
+    assert!(c.not_stored);
+    assert_eq!((c.leechers, c.peers), (2, 2));
+    s.announce(&ann(2, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    let c = s.announce(&ann(3, v4(1), AnnounceEvent::Started, false), NOW, &mut out);
+    assert!(c.not_stored);
+    assert_eq!(s.torrent_count(), 2);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Announce {
+        peer: u8,
+        event: u8,
+        seeder: bool,
+        v6: bool,
+    },
+    Clean {
+        advance: u8,
+    },
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => (any::<u8>(), 0u8..4, any::<bool>(), any::<bool>()).prop_map(
+            |(peer, event, seeder, v6)| Op::Announce { peer: peer % 60, event, seeder, v6 }
+        ),
+        1 => any::<u8>().prop_map(|advance| Op::Clean { advance }),
+    ]
+}
+
+proptest! {
+    /// A model of one torrent (a map from address to (seeder, expiry))
+    /// against the real thing, through small and indexed sizes.
+    #[test]
+    fn behaves_like_a_map(ops in proptest::collection::vec(arb_op(), 1..400)) {
+        let mut s = Swarms::new(SwarmConfig { peer_timeout: 60, max_numwant: 1000, default_numwant: 1000, ..SwarmConfig::default() });
+        let mut model: HashMap<PeerAddr, (bool, u32)> = HashMap::new();
+        let mut now = NOW;
+        let mut out = Vec::new();
+        for op in ops {
+            match op {
+                Op::Announce { peer, event, seeder, v6: is_v6 } => {
+                    let addr = if is_v6 { v6(peer as u32) } else { v4(peer as u32) };
+                    let event = AnnounceEvent::from_udp(event as u32).unwrap();
+                    out.clear();
+                    let c = s.announce(&ann(1, addr, event, seeder), now, &mut out);
+                    if event == AnnounceEvent::Stopped {
+                        model.remove(&addr);
+                    } else {
+                        model.insert(addr, (seeder, now + 60));
+                    }
+                    let seeders = model.values().filter(|v| v.0).count() as u32;
+                    prop_assert_eq!(c.seeders, seeders);
+                    prop_assert_eq!(c.leechers, model.len() as u32 - seeders);
+                    if event != AnnounceEvent::Stopped {
+                        let len = if is_v6 { 18 } else { 6 };
+                        let expect: usize = model.iter().filter(|(a, v)| {
+                            **a != addr && std::mem::discriminant(*a) == std::mem::discriminant(&addr) && !(seeder && v.0)
+                        }).count();
+                        prop_assert_eq!(out.len(), expect * len);
+                        prop_assert!(!out.chunks(len).any(|c| c == &bytes(addr)[..]));
+                    }
+                }
+                Op::Clean { advance } => {
+                    now += advance as u32;
+                    loop {
+                        if s.clean_step(now, 7).1 { break; }
+                    }
+                    model.retain(|_, v| v.1 >= now);
+                }
+            }
+            check_invariants(&s);
+            let t = s.totals();
+            prop_assert_eq!((t.peers_v4 + t.peers_v6) as usize, model.len());
+        }
+    }
+}
