@@ -1,2 +1,17 @@
+//! swarmd: a UDP-first BitTorrent tracker.
+//!
+//! The library holds everything; the `swarmd` binary parses its command
+//! line, loads the configuration and calls [`start`]. Tests do the same on
+//! port 0.
+
+pub mod config;
+pub mod connection_id;
 pub mod protocol;
+pub mod stats;
 pub mod swarm;
+mod sys;
+pub mod tracker;
+pub mod workers;
+
+pub use config::Config;
+pub use tracker::{start, StartError, Tracker};

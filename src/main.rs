@@ -1,1 +1,158 @@
-fn main() {}
+//! The `swarmd` command: parses the command line, loads the configuration,
+//! starts the tracker and waits for a signal or for a worker to die.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use swarmd::config::{Config, DEFAULT_CONFIG_TOML};
+
+const USAGE: &str = "\
+swarmd: a UDP-first BitTorrent tracker
+
+Usage:
+  swarmd                      run with the embedded defaults
+  swarmd --config FILE        run with FILE (TOML; see --print-config)
+  swarmd --print-config       print the default configuration, commented
+  swarmd --check-config FILE  check FILE and exit (0 when it is valid)
+  swarmd --help | --version
+";
+
+enum Command {
+    Run(Option<PathBuf>),
+    PrintConfig,
+    CheckConfig(PathBuf),
+    Help,
+    Version,
+}
+
+fn parse_args() -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut command = Command::Run(None);
+    while let Some(arg) = parser.next()? {
+        command = match arg {
+            Short('c') | Long("config") => Command::Run(Some(parser.value()?.into())),
+            Long("print-config") => Command::PrintConfig,
+            Long("check-config") => Command::CheckConfig(parser.value()?.into()),
+            Short('h') | Long("help") => Command::Help,
+            Short('V') | Long("version") => Command::Version,
+            _ => return Err(arg.unexpected()),
+        };
+    }
+    Ok(command)
+}
+
+fn main() -> ExitCode {
+    let command = match parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("swarmd: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("swarmd {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::PrintConfig => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(path) => match Config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("swarmd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(path) => match run(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("swarmd: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_logging(config: &Config) {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(config.log.level.0);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&spec);
+    }
+    // journald stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.format_timestamp(None);
+    }
+    let _ = builder.try_init();
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = match &path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    init_logging(&config);
+
+    let (signal_tx, signals) = crossbeam_channel::unbounded();
+    let mut source = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in source.forever() {
+                if signal_tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let tracker = swarmd::start(&config)?;
+    for addr in tracker.udp_addrs() {
+        log::info!("listening on udp://{addr}");
+    }
+    log::info!(
+        "{} socket worker(s), {} swarm worker(s)",
+        config.workers.socket_workers,
+        config.workers.swarm_workers
+    );
+
+    loop {
+        crossbeam_channel::select! {
+            recv(signals) -> signal => match signal {
+                Ok(SIGHUP) => match &path {
+                    Some(p) => match Config::load(p) {
+                        Ok(_) => log::info!("SIGHUP: {} is valid; settings that can change without a restart arrive in a later version", p.display()),
+                        Err(e) => log::warn!("SIGHUP: keeping the running settings: {e}"),
+                    },
+                    None => log::info!("SIGHUP: running on embedded defaults, nothing to reload"),
+                },
+                Ok(s) => {
+                    log::info!("signal {s}: stopping");
+                    break;
+                }
+                Err(_) => break,
+            },
+            recv(tracker.deaths()) -> name => {
+                let name = name.unwrap_or_default();
+                let _ = tracker.stop();
+                bail!("worker thread {name} ended unexpectedly; stopping");
+            }
+        }
+    }
+    tracker.stop().map_err(anyhow::Error::msg)?;
+    log::info!("stopped");
+    Ok(())
+}

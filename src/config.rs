@@ -1,0 +1,317 @@
+//! `tracker.toml`: the configuration structs, their defaults, and loading
+//! with errors that name the file, line and reason.
+//!
+//! Every table is `deny_unknown_fields` so a typo stops start-up instead of
+//! being ignored, and values that can be wrong (zero workers, an interval of
+//! zero) are rejected while deserializing, so the error carries the line.
+//! The shipped `tracker.toml` is embedded and must equal `Config::default()`
+//! (a test checks it).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The commented default configuration, printed by `swarmd --print-config`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../tracker.toml");
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub udp: UdpConfig,
+    pub workers: WorkersConfig,
+    pub announce: AnnounceConfig,
+    pub swarm: SwarmTable,
+    pub log: LogConfig,
+}
+
+/// `[udp]`: the UDP (BEP 15) front end.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    /// Addresses to listen on. An IPv6 address listens on IPv6 only, so
+    /// `0.0.0.0:6969` and `[::]:6969` can be listed together. Empty turns
+    /// UDP off.
+    pub addresses: Vec<SocketAddr>,
+    /// Kernel receive buffer per socket (SO_RCVBUF), bytes. Bursts beyond
+    /// it are dropped by the kernel; raise `net.core.rmem_max` to allow
+    /// more than the system's limit.
+    pub recv_buffer_size: usize,
+    /// Kernel send buffer per socket (SO_SNDBUF), bytes.
+    pub send_buffer_size: usize,
+    /// Most info hashes in one scrape. 74 fills one 1500-byte packet.
+    pub max_scrape_torrents: Positive,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            addresses: vec![
+                SocketAddr::from(([0, 0, 0, 0], 6969)),
+                SocketAddr::from(([0u16; 8], 6969)),
+            ],
+            recv_buffer_size: 8 << 20,
+            send_buffer_size: 8 << 20,
+            max_scrape_torrents: Positive(74),
+        }
+    }
+}
+
+/// `[workers]`: threads and the channels between them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Threads that read, decode, encode and send. Each has its own
+    /// SO_REUSEPORT socket per address, so the kernel spreads clients.
+    pub socket_workers: NonZeroUsize,
+    /// Threads that own the torrents, sharded by info hash.
+    pub swarm_workers: NonZeroUsize,
+    /// Batches that may wait in each channel. A full channel drops the
+    /// batch (counted) rather than block a socket worker.
+    pub channel_capacity: Positive,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            socket_workers: NonZeroUsize::MIN,
+            swarm_workers: NonZeroUsize::MIN,
+            channel_capacity: Positive(1024),
+        }
+    }
+}
+
+/// `[announce]`: what announce replies tell clients.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnnounceConfig {
+    /// Seconds clients should wait between announces.
+    pub interval: Positive,
+    /// Peers returned when a client asks for the default (numwant -1 or 0).
+    pub default_numwant: usize,
+    /// Most peers returned to one announce. 200 IPv4 peers still fit a
+    /// 1500-byte packet; IPv6 peers are 18 bytes each.
+    pub max_numwant: usize,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig {
+            interval: Positive(1800),
+            default_numwant: 50,
+            max_numwant: 200,
+        }
+    }
+}
+
+/// `[swarm]`: peer lifetime, cleaning and limits.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwarmTable {
+    /// Seconds without an announce after which a peer is forgotten. Keep
+    /// it above `announce.interval`, or peers vanish between announces.
+    pub peer_timeout: Positive,
+    /// Seconds between two cleaning passes over all torrents. A pass runs
+    /// a slice at a time between batches, so it never stalls announces.
+    pub cleaning_interval: Positive,
+    /// Most peers stored per torrent (0: no limit). A full swarm still
+    /// answers newcomers with peers but does not store them.
+    pub max_peers_per_torrent: usize,
+    /// Most torrents per swarm worker (0: no limit). Beyond it, announces
+    /// for new torrents get empty replies and are not stored.
+    pub max_torrents: usize,
+}
+
+impl Default for SwarmTable {
+    fn default() -> Self {
+        SwarmTable {
+            peer_timeout: Positive(2700),
+            cleaning_interval: Positive(30),
+            max_peers_per_torrent: 0,
+            max_torrents: 0,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// One of error, warn, info, debug, trace. `RUST_LOG`, when set,
+    /// takes precedence.
+    pub level: LogLevel,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel(log::LevelFilter::Info),
+        }
+    }
+}
+
+/// A log level that deserializes from its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogLevel(pub log::LevelFilter);
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(LogLevel).map_err(|_| {
+            format!("unknown log level {s:?}: use off, error, warn, info, debug or trace")
+        })
+    }
+}
+
+/// An integer that must be at least 1 (and fit a u32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Positive(pub u32);
+
+impl TryFrom<i64> for Positive {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        if v < 1 || v > u32::MAX as i64 {
+            Err(format!(
+                "{v} is out of range: it must be from 1 to {}",
+                u32::MAX
+            ))
+        } else {
+            Ok(Positive(v as u32))
+        }
+    }
+}
+
+impl Positive {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// A configuration that could not be loaded; its text names the file, the
+/// line and the reason.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors (a path).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let reason = e.message().trim_end();
+            match line {
+                Some(line) => ConfigError(format!("{origin}:{line}: {reason}")),
+                None => ConfigError(format!("{origin}: {reason}")),
+            }
+        })?;
+        config
+            .check()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks that span several keys.
+    fn check(&self) -> Result<(), String> {
+        if self.swarm.peer_timeout.get() <= self.announce.interval.get() {
+            return Err(format!(
+                "swarm.peer_timeout ({}) must be longer than announce.interval ({}), or peers expire between announces",
+                self.swarm.peer_timeout.get(),
+                self.announce.interval.get()
+            ));
+        }
+        if self.announce.default_numwant > self.announce.max_numwant {
+            return Err("announce.default_numwant is larger than announce.max_numwant".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.udp.addresses {
+            if a.port() != 0 && !seen.insert(a) {
+                return Err(format!("udp.addresses lists {a} twice"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn swarm_config(&self) -> crate::swarm::SwarmConfig {
+        crate::swarm::SwarmConfig {
+            peer_timeout: self.swarm.peer_timeout.get(),
+            default_numwant: self.announce.default_numwant,
+            max_numwant: self.announce.max_numwant,
+            max_peers_per_torrent: self.swarm.max_peers_per_torrent,
+            max_torrents: self.swarm.max_torrents,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_equals_defaults() {
+        let parsed = Config::parse(DEFAULT_CONFIG_TOML, "tracker.toml").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("", "x").unwrap(), Config::default());
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let e = err("[udp]\nrecv_buffer_size = 1\nbogus = 3\n");
+        assert!(e.starts_with("t.toml:3: "), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values() {
+        let e = err("\n[workers]\nsocket_workers = \"two\"\n");
+        assert!(e.starts_with("t.toml:3: "), "{e}");
+        let e = err("[workers]\n\nswarm_workers = 0\n");
+        assert!(e.starts_with("t.toml:3: "), "{e}");
+        let e = err("[announce]\ninterval = -5\n");
+        assert!(
+            e.starts_with("t.toml:2: ") && e.contains("out of range"),
+            "{e}"
+        );
+        let e = err("[log]\nlevel = \"loud\"\n");
+        assert!(
+            e.starts_with("t.toml:2: ") && e.contains("unknown log level"),
+            "{e}"
+        );
+        let e = err("[udp]\naddresses = [\"nonsense\"]\n");
+        assert!(e.starts_with("t.toml:2: "), "{e}");
+        let e = err("[unknown_table]\n");
+        assert!(e.starts_with("t.toml:1: "), "{e}");
+    }
+
+    #[test]
+    fn cross_key_checks() {
+        let e = err("[swarm]\npeer_timeout = 10\n[announce]\ninterval = 20\n");
+        assert!(e.contains("peer_timeout"), "{e}");
+    }
+}

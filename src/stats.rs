@@ -1,0 +1,146 @@
+//! Counters bumped on the hot path, one set per worker.
+//!
+//! Each counter has a single writer (its worker), so it is bumped with a
+//! relaxed load and store rather than a locked read-modify-write, and each
+//! worker's set is cache-padded so workers never share a line. Readers (the
+//! stats endpoint, tests) sum over workers with relaxed loads: totals are a
+//! moment's snapshot, never torn per counter.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crossbeam_utils::CachePadded;
+
+/// A counter with one writer.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+macro_rules! counter_struct {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Default, Debug)]
+        pub struct $name { $($(#[$fm])* pub $field: Counter,)* }
+
+        impl $name {
+            /// (name, value) of every counter, in declaration order.
+            pub fn values(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field.get()),)*]
+            }
+        }
+    };
+}
+
+counter_struct!(
+    /// What one socket worker saw of one protocol and address family.
+    FamilyCounters {
+        requests_connect,
+        requests_announce,
+        requests_scrape,
+        responses_connect,
+        responses_announce,
+        responses_scrape,
+        responses_error,
+        /// Bad connection id: dropped without reply.
+        errors_connection_id,
+        /// Too short, bad magic, unknown action or truncated: dropped.
+        errors_malformed,
+        /// Bad field with a valid connection id: answered with an error.
+        errors_request,
+        /// Batches to a swarm worker that found its channel full: requests
+        /// dropped.
+        dropped_channel_full,
+        /// Responses the kernel would not take (send buffer full).
+        dropped_send,
+        /// Scrapes given up after their parts did not all come back.
+        dropped_scrape_timeout,
+        bytes_received,
+        bytes_sent,
+    }
+);
+
+/// One socket worker's counters, by address family.
+#[derive(Default, Debug)]
+pub struct SocketCounters {
+    pub udp_v4: FamilyCounters,
+    pub udp_v6: FamilyCounters,
+}
+
+impl SocketCounters {
+    #[inline]
+    pub fn udp(&self, v6: bool) -> &FamilyCounters {
+        if v6 {
+            &self.udp_v6
+        } else {
+            &self.udp_v4
+        }
+    }
+}
+
+counter_struct!(
+    /// One swarm worker's counters and gauges.
+    SwarmCounters {
+        announces,
+        scrapes,
+        /// Announces that a limit kept out of the swarm.
+        not_stored,
+        /// Peers removed by cleaning after their timeout.
+        peers_expired,
+        /// Gauges, refreshed after each cleaning pass.
+        torrents,
+        peers_v4,
+        peers_v6,
+        seeders,
+        leechers,
+    }
+);
+
+/// All counters of a running tracker.
+#[derive(Debug)]
+pub struct Stats {
+    pub socket: Vec<CachePadded<SocketCounters>>,
+    pub swarm: Vec<CachePadded<SwarmCounters>>,
+    pub started: std::time::Instant,
+}
+
+impl Stats {
+    pub fn new(socket_workers: usize, swarm_workers: usize) -> Stats {
+        Stats {
+            socket: (0..socket_workers).map(|_| Default::default()).collect(),
+            swarm: (0..swarm_workers).map(|_| Default::default()).collect(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Sum of one UDP counter over socket workers, by family (v4, v6).
+    pub fn udp_total(&self, pick: impl Fn(&FamilyCounters) -> &Counter) -> (u64, u64) {
+        self.socket.iter().fold((0, 0), |(a, b), s| {
+            (a + pick(&s.udp_v4).get(), b + pick(&s.udp_v6).get())
+        })
+    }
+
+    /// Sum of one swarm counter over swarm workers.
+    pub fn swarm_total(&self, pick: impl Fn(&SwarmCounters) -> &Counter) -> u64 {
+        self.swarm.iter().map(|s| pick(s).get()).sum()
+    }
+}

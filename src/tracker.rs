@@ -1,0 +1,276 @@
+//! Starting and stopping a tracker: binds the sockets, makes the channels,
+//! spawns the named worker threads, and watches them.
+//!
+//! [`start`] returns once every socket is bound, so its caller (the binary,
+//! or a test that bound port 0) can use the addresses at once: returning is
+//! the ready signal. A worker thread that ends for any reason while the
+//! tracker runs is reported on [`Tracker::deaths`], so the binary exits
+//! instead of living on half dead.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::connection_id::ConnectionIds;
+use crate::stats::Stats;
+use crate::swarm::Swarms;
+use crate::workers::socket::{SocketSettings, SocketWorker, WAKE_TOKEN};
+use crate::workers::swarm::SwarmWorker;
+use crate::workers::{Shutdown, Wake};
+
+/// Why a tracker could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// An address could not be bound (taken, not available, no permission).
+    Bind { addr: SocketAddr, error: io::Error },
+    /// Some other system resource failed (threads, poll, eventfd).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind { addr, error } => write!(f, "cannot listen on UDP {addr}: {error}"),
+            StartError::Io(e) => write!(f, "cannot start: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<io::Error> for StartError {
+    fn from(e: io::Error) -> Self {
+        StartError::Io(e)
+    }
+}
+
+/// A running tracker.
+pub struct Tracker {
+    udp_addrs: Vec<SocketAddr>,
+    stats: Arc<Stats>,
+    shutdown: Arc<Shutdown>,
+    wakes: Arc<Vec<Wake>>,
+    socket_threads: Vec<JoinHandle<()>>,
+    swarm_threads: Vec<JoinHandle<()>>,
+    deaths: Receiver<String>,
+}
+
+/// Sends the thread's name when the thread ends, however it ends.
+struct DeathNotice {
+    name: String,
+    tx: Sender<String>,
+}
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.name.clone());
+    }
+}
+
+fn spawn(
+    name: String,
+    deaths: &Sender<String>,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    let notice = DeathNotice {
+        name: name.clone(),
+        tx: deaths.clone(),
+    };
+    std::thread::Builder::new().name(name).spawn(move || {
+        let _notice = notice;
+        f()
+    })
+}
+
+fn udp_socket(addr: SocketAddr, reuse_port: bool, config: &Config) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    // The kernel may cap these at net.core.{r,w}mem_max; that's not fatal.
+    if let Err(e) = socket.set_recv_buffer_size(config.udp.recv_buffer_size) {
+        log::warn!("{addr}: cannot set SO_RCVBUF: {e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(config.udp.send_buffer_size) {
+        log::warn!("{addr}: cannot set SO_SNDBUF: {e}");
+    }
+    Ok(socket)
+}
+
+/// Binds one socket per socket worker on `addr`, all on the same port.
+fn bind_udp(
+    addr: SocketAddr,
+    workers: usize,
+    config: &Config,
+) -> Result<Vec<std::net::UdpSocket>, StartError> {
+    let fail = |error| StartError::Bind { addr, error };
+    // SO_REUSEPORT lets a second process of the same user bind a port this
+    // one holds, silently splitting the traffic. Binding once without it
+    // first makes a taken port an error, as it should be.
+    if addr.port() != 0 {
+        let probe = udp_socket(addr, false, config).map_err(fail)?;
+        probe.bind(&addr.into()).map_err(fail)?;
+    }
+    let mut sockets = Vec::with_capacity(workers);
+    let mut bound = addr;
+    for _ in 0..workers {
+        let s = udp_socket(addr, true, config).map_err(fail)?;
+        s.bind(&bound.into()).map_err(fail)?;
+        // With port 0 the first bind picks the port; the others share it.
+        bound = s
+            .local_addr()
+            .map_err(fail)?
+            .as_socket()
+            .ok_or_else(|| fail(io::Error::other("not an IP socket")))?;
+        sockets.push(std::net::UdpSocket::from(s));
+    }
+    Ok(sockets)
+}
+
+/// Starts a tracker with `config`: returns once every socket is bound.
+pub fn start(config: &Config) -> Result<Tracker, StartError> {
+    let socket_workers = config.workers.socket_workers.get();
+    let swarm_workers = config.workers.swarm_workers.get();
+    let capacity = config.workers.channel_capacity.get() as usize;
+
+    // sockets[worker] holds that worker's socket for each address.
+    let mut sockets: Vec<Vec<std::net::UdpSocket>> =
+        (0..socket_workers).map(|_| Vec::new()).collect();
+    let mut udp_addrs = Vec::new();
+    for &addr in &config.udp.addresses {
+        let bound = bind_udp(addr, socket_workers, config)?;
+        udp_addrs.push(bound[0].local_addr()?);
+        for (w, s) in bound.into_iter().enumerate() {
+            sockets[w].push(s);
+        }
+    }
+
+    let stats = Arc::new(Stats::new(socket_workers, swarm_workers));
+    let shutdown = Arc::new(Shutdown::new());
+    let started = Instant::now();
+    let ids = ConnectionIds::new();
+    let (death_tx, deaths) = crossbeam_channel::unbounded();
+
+    let mut polls = Vec::with_capacity(socket_workers);
+    let mut wakes = Vec::with_capacity(socket_workers);
+    for _ in 0..socket_workers {
+        let poll = mio::Poll::new()?;
+        wakes.push(Wake {
+            waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
+            sleeping: Default::default(),
+        });
+        polls.push(poll);
+    }
+    let wakes = Arc::new(wakes);
+
+    let (request_txs, request_rxs): (Vec<_>, Vec<_>) =
+        (0..swarm_workers).map(|_| bounded(capacity)).unzip();
+    let (response_txs, response_rxs): (Vec<_>, Vec<_>) =
+        (0..socket_workers).map(|_| bounded(capacity)).unzip();
+
+    let mut swarm_threads = Vec::with_capacity(swarm_workers);
+    for (id, rx) in request_rxs.into_iter().enumerate() {
+        let worker = SwarmWorker {
+            id,
+            swarms: Swarms::new(config.swarm_config()),
+            requests: rx,
+            responses: response_txs.clone(),
+            wakes: wakes.clone(),
+            stats: stats.clone(),
+            cleaning_interval: Duration::from_secs(config.swarm.cleaning_interval.get() as u64),
+            started,
+        };
+        swarm_threads.push(spawn(format!("swarm-{id}"), &death_tx, move || {
+            worker.run()
+        })?);
+    }
+    drop(response_txs);
+
+    let settings = SocketSettings {
+        interval: config.announce.interval.get(),
+        max_scrape_torrents: config.udp.max_scrape_torrents.get() as usize,
+    };
+    let mut socket_threads = Vec::with_capacity(socket_workers);
+    for (id, ((poll, socks), rx)) in polls.into_iter().zip(sockets).zip(response_rxs).enumerate() {
+        let worker = SocketWorker::new(
+            id,
+            poll,
+            socks,
+            ids.clone(),
+            request_txs.clone(),
+            rx,
+            wakes.clone(),
+            shutdown.clone(),
+            stats.clone(),
+            settings.clone(),
+            started,
+        )?;
+        socket_threads.push(spawn(format!("socket-{id}"), &death_tx, move || {
+            if let Err(e) = worker.run() {
+                log::error!("socket-{id} failed: {e}");
+            }
+        })?);
+    }
+    drop(request_txs);
+
+    Ok(Tracker {
+        udp_addrs,
+        stats,
+        shutdown,
+        wakes,
+        socket_threads,
+        swarm_threads,
+        deaths,
+    })
+}
+
+impl Tracker {
+    /// The bound UDP addresses, in the order of `udp.addresses`, with the
+    /// ports the kernel chose for port 0.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Names of worker threads as they end. While the tracker runs, any
+    /// message here means a worker died.
+    pub fn deaths(&self) -> &Receiver<String> {
+        &self.deaths
+    }
+
+    /// Stops in order: socket workers stop reading, hand over what they
+    /// read, send the answers that come back, and exit; swarm workers exit
+    /// when no socket worker is left. Returns the names of threads that
+    /// panicked, if any.
+    pub fn stop(self) -> Result<(), String> {
+        self.shutdown.request();
+        for w in self.wakes.iter() {
+            let _ = w.waker.wake();
+        }
+        let mut panicked = Vec::new();
+        for h in self.socket_threads.into_iter().chain(self.swarm_threads) {
+            let name = h.thread().name().unwrap_or("?").to_string();
+            if h.join().is_err() {
+                panicked.push(name);
+            }
+        }
+        if panicked.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("worker threads panicked: {}", panicked.join(", ")))
+        }
+    }
+}

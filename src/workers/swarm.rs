@@ -1,0 +1,129 @@
+//! The swarm worker loop: takes request batches from socket workers, runs
+//! them against its share of the torrents, answers each batch with one
+//! response batch, and cleans expired peers a slice at a time in between.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::{RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
+use crate::stats::Stats;
+use crate::swarm::Swarms;
+
+/// Peers looked at per cleaning step. About a tenth of a millisecond of work,
+/// so a step between two batches never delays answers noticeably.
+const CLEAN_BUDGET: usize = 8192;
+
+pub struct SwarmWorker {
+    pub id: usize,
+    pub swarms: Swarms,
+    pub requests: Receiver<RequestBatch>,
+    /// One sender per socket worker, by index.
+    pub responses: Vec<Sender<ResponseBatch>>,
+    pub wakes: Wakes,
+    pub stats: Arc<Stats>,
+    pub cleaning_interval: Duration,
+    pub started: Instant,
+}
+
+impl SwarmWorker {
+    pub fn run(mut self) {
+        let stats = self.stats.clone();
+        let counters = &stats.swarm[self.id];
+        let mut next_pass = Instant::now() + self.cleaning_interval;
+        let mut cleaning = false;
+        let mut pass_removed = 0u64;
+        loop {
+            // While a pass runs, come back soon even without requests.
+            let wait = if cleaning {
+                Duration::from_millis(2)
+            } else {
+                next_pass.saturating_duration_since(Instant::now())
+            };
+            match self.requests.recv_timeout(wait) {
+                Ok(batch) => self.handle(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every socket worker has gone: the tracker is stopping.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !cleaning && Instant::now() >= next_pass {
+                cleaning = true;
+                pass_removed = 0;
+            }
+            if cleaning {
+                let (removed, done) = self.swarms.clean_step(self.now(), CLEAN_BUDGET);
+                pass_removed += removed as u64;
+                counters.peers_expired.add(removed as u64);
+                if done {
+                    cleaning = false;
+                    next_pass = Instant::now() + self.cleaning_interval;
+                    self.publish_totals();
+                    log::debug!(
+                        "swarm-{}: cleaning pass removed {pass_removed} peers",
+                        self.id
+                    );
+                }
+            }
+        }
+        log::debug!("swarm-{} stopped", self.id);
+    }
+
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    fn publish_totals(&self) {
+        let t = self.swarms.totals();
+        let c = &self.stats.swarm[self.id];
+        c.torrents.set(t.torrents);
+        c.peers_v4.set(t.peers_v4);
+        c.peers_v6.set(t.peers_v6);
+        c.seeders.set(t.seeders);
+        c.leechers.set(t.leechers);
+    }
+
+    fn handle(&mut self, batch: RequestBatch) {
+        let RequestBatch {
+            from,
+            mut requests,
+            reply,
+        } = batch;
+        let mut reply = reply;
+        let now = self.now();
+        let counters = &self.stats.swarm[self.id];
+        for request in requests.drain(..) {
+            match request {
+                SwarmRequest::Announce { origin, announce } => {
+                    counters.announces.inc();
+                    let start = reply.peers.len() as u32;
+                    let counts = self.swarms.announce(&announce, now, &mut reply.peers);
+                    if counts.not_stored {
+                        counters.not_stored.inc();
+                    }
+                    reply.responses.push(SwarmResponse::Announce {
+                        origin,
+                        counts,
+                        peers: (start, reply.peers.len() as u32),
+                    });
+                }
+                SwarmRequest::ScrapePart { pending, hashes } => {
+                    counters.scrapes.inc();
+                    let stats = hashes
+                        .iter()
+                        .map(|(i, h)| (*i, self.swarms.scrape(h)))
+                        .collect();
+                    reply
+                        .responses
+                        .push(SwarmResponse::ScrapePart { pending, stats });
+                }
+            }
+        }
+        reply.spare = requests;
+        // The socket worker always drains its channel, so a blocking send
+        // only waits while it is busy; it cannot deadlock.
+        if self.responses[from].send(reply).is_ok() {
+            self.wakes[from].after_send();
+        }
+    }
+}
