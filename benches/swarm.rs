@@ -1,0 +1,144 @@
+//! Criterion benches of the swarm: announces into swarms of realistic sizes,
+//! scrapes, and a cleaning pass over a million peers.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use swarmd::protocol::{AnnounceEvent, InfoHash};
+use swarmd::swarm::{Announce, PeerAddr, SwarmConfig, Swarms};
+
+fn addr(i: u32) -> PeerAddr {
+    let mut b = [0u8; 6];
+    b[..4].copy_from_slice(&(0x0a00_0000u32.wrapping_add(i)).to_be_bytes());
+    b[4..].copy_from_slice(&6881u16.to_be_bytes());
+    PeerAddr::V4(b)
+}
+
+fn hash(i: u32) -> InfoHash {
+    let mut h = [0u8; 20];
+    h[..4].copy_from_slice(&i.to_le_bytes());
+    h[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+    InfoHash(h)
+}
+
+fn announce(h: InfoHash, a: PeerAddr, seeder: bool) -> Announce {
+    Announce {
+        info_hash: h,
+        addr: a,
+        event: AnnounceEvent::None,
+        seeder,
+        num_want: 30,
+    }
+}
+
+/// One torrent with `n` peers, three quarters seeders.
+fn swarm_of(n: u32) -> Swarms {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.clear();
+        s.announce(&announce(hash(0), addr(i), i % 4 != 0), 0, &mut out);
+    }
+    s
+}
+
+fn announce_into(c: &mut Criterion) {
+    let mut g = c.benchmark_group("swarm announce (30 wanted)");
+    g.throughput(Throughput::Elements(1));
+    for n in [1u32, 10, 1_000, 100_000] {
+        let mut s = swarm_of(n);
+        let mut out = Vec::with_capacity(2048);
+        // A peer of the swarm re-announcing as a leecher: lookup, update,
+        // selection from the whole swarm.
+        let existing = announce(hash(0), addr(0), false);
+        g.bench_with_input(BenchmarkId::new("existing leecher", n), &n, |b, _| {
+            b.iter(|| {
+                out.clear();
+                black_box(s.announce(black_box(&existing), 1, &mut out))
+            })
+        });
+        let seeder = announce(hash(0), addr(1), true);
+        g.bench_with_input(BenchmarkId::new("existing seeder", n), &n, |b, _| {
+            b.iter(|| {
+                out.clear();
+                black_box(s.announce(black_box(&seeder), 1, &mut out))
+            })
+        });
+    }
+    // New peers joining and leaving a mid-size swarm: insert and remove.
+    let mut s = swarm_of(1_000);
+    let mut out = Vec::with_capacity(2048);
+    let mut i = 1_000_000u32;
+    g.bench_function("join and stop, 1000", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            out.clear();
+            s.announce(&announce(hash(0), addr(i), false), 1, &mut out);
+            let mut stop = announce(hash(0), addr(i), false);
+            stop.event = AnnounceEvent::Stopped;
+            black_box(s.announce(&stop, 1, &mut out))
+        })
+    });
+    g.finish();
+}
+
+fn many_torrents(c: &mut Criterion) {
+    // A million small torrents: the map lookup dominates.
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    for t in 0..1_000_000u32 {
+        out.clear();
+        s.announce(&announce(hash(t), addr(t), t % 2 == 0), 0, &mut out);
+    }
+    let mut g = c.benchmark_group("1M torrents");
+    g.throughput(Throughput::Elements(1));
+    let mut t = 0u32;
+    g.bench_function("announce", |b| {
+        b.iter(|| {
+            t = (t + 7919) % 1_000_000;
+            out.clear();
+            black_box(s.announce(&announce(hash(t), addr(t + 1), false), 1, &mut out))
+        })
+    });
+    g.bench_function("scrape one", |b| {
+        b.iter(|| {
+            t = (t + 7919) % 1_000_000;
+            black_box(s.scrape(&hash(t)))
+        })
+    });
+    g.finish();
+}
+
+fn cleaning(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cleaning");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1_000_000));
+    // 1M peers over 100k torrents, half of them expired.
+    let build = || {
+        let mut s = Swarms::new(SwarmConfig {
+            peer_timeout: 100,
+            ..SwarmConfig::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..1_000_000u32 {
+            out.clear();
+            let now = if i % 2 == 0 { 0 } else { 500 };
+            s.announce(&announce(hash(i % 100_000), addr(i), false), now, &mut out);
+        }
+        s
+    };
+    g.bench_function("full pass over 1M peers, half expired", |b| {
+        b.iter_batched(
+            build,
+            |mut s| {
+                while !s.clean_step(200, 8192).1 {}
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, announce_into, many_torrents, cleaning);
+criterion_main!(benches);
