@@ -152,7 +152,32 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             }
         }
     }
+    let stats = tracker.stats().clone();
     tracker.stop().map_err(anyhow::Error::msg)?;
+    log_totals(&stats);
     log::info!("stopped");
     Ok(())
+}
+
+/// One line per address family with the counters that are not zero.
+fn log_totals(stats: &swarmd::stats::Stats) {
+    for (family, v6) in [("ipv4", false), ("ipv6", true)] {
+        let mut sums: Vec<(&'static str, u64)> = Vec::new();
+        for worker in &stats.socket {
+            for (i, (name, v)) in worker.udp(v6).values().into_iter().enumerate() {
+                match sums.get_mut(i) {
+                    Some(s) => s.1 += v,
+                    None => sums.push((name, v)),
+                }
+            }
+        }
+        let line: Vec<String> = sums
+            .iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        if !line.is_empty() {
+            log::info!("udp {family}: {}", line.join(" "));
+        }
+    }
 }
