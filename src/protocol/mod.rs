@@ -1,6 +1,8 @@
 //! Wire types shared by the UDP and (later) HTTP protocols. Nothing in
 //! `protocol` does I/O.
 
+pub mod bencode;
+pub mod http;
 pub mod udp;
 
 use std::fmt;

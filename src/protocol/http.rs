@@ -1,0 +1,718 @@
+//! HTTP tracker requests (BEP 3 announce, BEP 48 scrape) and their bencoded
+//! responses (BEP 3, 7, 23, 48). No I/O: a request head is parsed from
+//! bytes, a response is written into a buffer.
+//!
+//! The request head is parsed by `httparse`; the query string by hand,
+//! since info_hash and peer_id are binary and percent-encoded, and must
+//! decode to exactly 20 bytes.
+
+use std::net::IpAddr;
+
+use super::bencode;
+use super::udp::ScrapeStats;
+use super::{AnnounceEvent, InfoHash, PeerId};
+
+/// Most headers read from a request.
+const MAX_HEADERS: usize = 32;
+
+/// What the path asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Announce,
+    Scrape,
+}
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub route: Route,
+    /// A passkey from `/announce/<key>`, `/<key>/announce` (and the same for
+    /// scrape), for private trackers.
+    pub passkey: Option<String>,
+    pub query: Query,
+    /// The client wants the connection kept open after the response.
+    pub keep_alive: bool,
+    /// The value of the configured real-IP header, if present.
+    pub forwarded_for: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    Announce(AnnounceQuery),
+    Scrape(Vec<InfoHash>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceQuery {
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+    pub port: u16,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub left: u64,
+    pub event: AnnounceEvent,
+    /// None: the tracker's default.
+    pub numwant: Option<u32>,
+    /// BEP 23; the default when absent is compact.
+    pub compact: bool,
+    pub no_peer_id: bool,
+    pub key: Option<String>,
+    pub trackerid: Option<String>,
+    /// The `ip` parameter; used only when the operator allows it.
+    pub ip: Option<IpAddr>,
+}
+
+/// Why a request could not be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// Not HTTP at all, or a head that httparse refuses: close the
+    /// connection after a 400.
+    BadRequest,
+    /// The head is larger than the limit.
+    HeadTooLarge,
+    /// Not GET.
+    MethodNotAllowed,
+    /// Neither announce nor scrape.
+    NotFound,
+    /// A tracker-level error: HTTP 200 with this `failure reason`, as
+    /// clients expect.
+    Failure(&'static str),
+}
+
+impl HttpError {
+    /// The counter name of this kind of error.
+    pub fn kind(self) -> &'static str {
+        match self {
+            HttpError::BadRequest => "bad_request",
+            HttpError::HeadTooLarge => "head_too_large",
+            HttpError::MethodNotAllowed => "method_not_allowed",
+            HttpError::NotFound => "not_found",
+            HttpError::Failure(_) => "failure",
+        }
+    }
+}
+
+/// Settings that change how requests are read.
+#[derive(Clone, Debug, Default)]
+pub struct ParseSettings {
+    pub max_head: usize,
+    pub max_scrape: usize,
+    /// Lower-case name of the header that carries the client's address
+    /// behind a reverse proxy.
+    pub real_ip_header: Option<String>,
+}
+
+/// Parses one request head from the start of `buf`. `Ok(None)`: not complete
+/// yet. `Ok(Some((request, used)))`: `used` bytes make up the head (GET
+/// requests have no body; one declared is refused).
+pub fn parse(
+    buf: &[u8],
+    settings: &ParseSettings,
+) -> Result<Option<(HttpRequest, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > settings.max_head {
+                return Err(HttpError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(_) => return Err(HttpError::BadRequest),
+    };
+    if used > settings.max_head {
+        return Err(HttpError::HeadTooLarge);
+    }
+    if req.method != Some("GET") {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let version = req.version.unwrap_or(0);
+    let mut keep_alive = version >= 1;
+    let mut forwarded_for = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let v = h.value;
+            if v.eq_ignore_ascii_case(b"close") {
+                keep_alive = false;
+            } else if v.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length")
+            && h.value.iter().any(|&b| b != b'0' && b != b' ')
+        {
+            return Err(HttpError::BadRequest);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::BadRequest);
+        } else if let Some(name) = &settings.real_ip_header {
+            if h.name.eq_ignore_ascii_case(name) {
+                forwarded_for = std::str::from_utf8(h.value).ok().map(str::to_owned);
+            }
+        }
+    }
+    let target = req.path.ok_or(HttpError::BadRequest)?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target, ""),
+    };
+    let (route, passkey) = route(path)?;
+    let query = match route {
+        Route::Announce => Query::Announce(parse_announce(query)?),
+        Route::Scrape => Query::Scrape(parse_scrape(query, settings.max_scrape)?),
+    };
+    Ok(Some((
+        HttpRequest {
+            route,
+            passkey,
+            query,
+            keep_alive,
+            forwarded_for,
+        },
+        used,
+    )))
+}
+
+/// `/announce`, `/announce/<key>`, `/<key>/announce`, and the same for
+/// scrape.
+fn route(path: &str) -> Result<(Route, Option<String>), HttpError> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let which = |s: &str| match s {
+        "announce" | "announce.php" => Some(Route::Announce),
+        "scrape" | "scrape.php" => Some(Route::Scrape),
+        _ => None,
+    };
+    match parts.as_slice() {
+        [a] => which(a).map(|r| (r, None)).ok_or(HttpError::NotFound),
+        [a, key] if which(a).is_some() && !key.is_empty() => Ok((
+            which(a).ok_or(HttpError::NotFound)?,
+            Some((*key).to_owned()),
+        )),
+        [key, a] if which(a).is_some() && !key.is_empty() => Ok((
+            which(a).ok_or(HttpError::NotFound)?,
+            Some((*key).to_owned()),
+        )),
+        _ => Err(HttpError::NotFound),
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes `s` into exactly 20 bytes.
+fn decode20(s: &str) -> Option<[u8; 20]> {
+    let mut out = [0u8; 20];
+    let mut n = 0;
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if n == 20 {
+            return None;
+        }
+        let byte = match b[i] {
+            b'%' => {
+                let hi = hex_val(*b.get(i + 1)?)?;
+                let lo = hex_val(*b.get(i + 2)?)?;
+                i += 3;
+                hi << 4 | lo
+            }
+            b'+' => {
+                i += 1;
+                b' '
+            }
+            c => {
+                i += 1;
+                c
+            }
+        };
+        out[n] = byte;
+        n += 1;
+    }
+    (n == 20).then_some(out)
+}
+
+/// Percent-decodes a short text value (key, trackerid, ip).
+fn decode_text(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hi = hex_val(*b.get(i + 1)?)?;
+                let lo = hex_val(*b.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+fn parse_announce(query: &str) -> Result<AnnounceQuery, HttpError> {
+    let mut info_hash = None;
+    let mut peer_id = None;
+    let mut port = None;
+    let mut q = AnnounceQuery {
+        info_hash: InfoHash::default(),
+        peer_id: PeerId::default(),
+        port: 0,
+        uploaded: 0,
+        downloaded: 0,
+        left: 0,
+        event: AnnounceEvent::None,
+        numwant: None,
+        compact: true,
+        no_peer_id: false,
+        key: None,
+        trackerid: None,
+        ip: None,
+    };
+    let number =
+        |v: &str, what: &'static str| v.parse::<u64>().map_err(|_| HttpError::Failure(what));
+    let mut left = None;
+    for (k, v) in pairs(query) {
+        match k {
+            "info_hash" => {
+                info_hash = Some(InfoHash(
+                    decode20(v).ok_or(HttpError::Failure("invalid info_hash"))?,
+                ))
+            }
+            "peer_id" => {
+                peer_id = Some(PeerId(
+                    decode20(v).ok_or(HttpError::Failure("invalid peer_id"))?,
+                ))
+            }
+            "port" => {
+                port = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|&p| p != 0)
+                        .ok_or(HttpError::Failure("invalid port"))?,
+                )
+            }
+            "uploaded" => q.uploaded = number(v, "invalid uploaded")?,
+            "downloaded" => q.downloaded = number(v, "invalid downloaded")?,
+            "left" => left = Some(number(v, "invalid left")?),
+            "event" => {
+                q.event = match v {
+                    "" | "empty" | "paused" => AnnounceEvent::None,
+                    "started" => AnnounceEvent::Started,
+                    "completed" => AnnounceEvent::Completed,
+                    "stopped" => AnnounceEvent::Stopped,
+                    _ => return Err(HttpError::Failure("invalid event")),
+                }
+            }
+            "numwant" => {
+                // Negative is "the default", as over UDP.
+                q.numwant = match v.parse::<i64>() {
+                    Ok(n) if n > 0 => Some(n.min(u32::MAX as i64) as u32),
+                    Ok(_) => None,
+                    Err(_) => return Err(HttpError::Failure("invalid numwant")),
+                }
+            }
+            "compact" => q.compact = v != "0",
+            "no_peer_id" => q.no_peer_id = v == "1",
+            "key" => q.key = decode_text(v).filter(|s| s.len() <= 64),
+            "trackerid" => q.trackerid = decode_text(v).filter(|s| s.len() <= 64),
+            "ip" | "ipv4" | "ipv6" => {
+                if let Some(ip) = decode_text(v).and_then(|s| s.parse().ok()) {
+                    q.ip = Some(ip);
+                }
+            }
+            _ => {}
+        }
+    }
+    q.info_hash = info_hash.ok_or(HttpError::Failure("missing info_hash"))?;
+    q.peer_id = peer_id.ok_or(HttpError::Failure("missing peer_id"))?;
+    q.port = port.ok_or(HttpError::Failure("missing port"))?;
+    q.left = left.ok_or(HttpError::Failure("missing left"))?;
+    Ok(q)
+}
+
+fn parse_scrape(query: &str, max: usize) -> Result<Vec<InfoHash>, HttpError> {
+    let mut hashes = Vec::new();
+    for (k, v) in pairs(query) {
+        if k == "info_hash" {
+            if hashes.len() == max {
+                return Err(HttpError::Failure("too many info_hash values"));
+            }
+            hashes.push(InfoHash(
+                decode20(v).ok_or(HttpError::Failure("invalid info_hash"))?,
+            ));
+        }
+    }
+    // BEP 48 lets a scrape without info_hash ask for every torrent; swarmd
+    // refuses that, as most public trackers do: it would be a large answer to
+    // a small request.
+    if hashes.is_empty() {
+        return Err(HttpError::Failure("scrape needs info_hash"));
+    }
+    Ok(hashes)
+}
+
+/// Percent-encodes bytes for a query string (used by clients and tests).
+pub fn url_encode(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// An announce reply's numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnnounceReply {
+    pub interval: u32,
+    pub min_interval: u32,
+    pub complete: u32,
+    pub incomplete: u32,
+}
+
+/// How peers are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerFormat {
+    Compact,
+    /// BEP 3 dictionaries; `peer_ids` holds 20 bytes per peer when the
+    /// tracker keeps peer ids and the client did not send no_peer_id.
+    Dictionary,
+}
+
+/// Writes a bencoded announce body. `peers` are compact (6 or 18 bytes each,
+/// by `v6`); `peer_ids`, if not empty, 20 bytes per peer in the same order.
+pub fn write_announce_body(
+    out: &mut Vec<u8>,
+    reply: &AnnounceReply,
+    format: PeerFormat,
+    v6: bool,
+    peers: &[u8],
+    peer_ids: &[u8],
+) {
+    let len = if v6 { 18 } else { 6 };
+    out.push(b'd');
+    bencode::key_int(out, b"complete", reply.complete as i64);
+    bencode::key_int(out, b"incomplete", reply.incomplete as i64);
+    bencode::key_int(out, b"interval", reply.interval as i64);
+    bencode::key_int(out, b"min interval", reply.min_interval as i64);
+    match format {
+        PeerFormat::Compact => {
+            // "peers" is always present (some clients require it); IPv6
+            // peers go in "peers6" (BEP 7).
+            if v6 {
+                bencode::key_bytes(out, b"peers", b"");
+                bencode::key_bytes(out, b"peers6", peers);
+            } else {
+                bencode::key_bytes(out, b"peers", peers);
+            }
+        }
+        PeerFormat::Dictionary => {
+            bencode::bytes(out, b"peers");
+            out.push(b'l');
+            for (i, p) in peers.chunks_exact(len).enumerate() {
+                let ip: IpAddr = if v6 {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&p[..16]);
+                    a.into()
+                } else {
+                    [p[0], p[1], p[2], p[3]].into()
+                };
+                let port = u16::from_be_bytes([p[len - 2], p[len - 1]]);
+                out.push(b'd');
+                bencode::key_bytes(out, b"ip", ip.to_string().as_bytes());
+                if let Some(id) = peer_ids.get(i * 20..i * 20 + 20) {
+                    bencode::key_bytes(out, b"peer id", id);
+                }
+                bencode::key_int(out, b"port", port as i64);
+                out.push(b'e');
+            }
+            out.push(b'e');
+        }
+    }
+    out.push(b'e');
+}
+
+/// Writes a bencoded scrape body (BEP 48). Keys are sorted, as bencode
+/// requires; a hash asked for twice appears once.
+pub fn write_scrape_body(out: &mut Vec<u8>, files: &mut [(InfoHash, ScrapeStats)]) {
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.push(b'd');
+    bencode::bytes(out, b"files");
+    out.push(b'd');
+    let mut last: Option<InfoHash> = None;
+    for (hash, s) in files.iter() {
+        if last == Some(*hash) {
+            continue;
+        }
+        last = Some(*hash);
+        bencode::bytes(out, &hash.0);
+        out.push(b'd');
+        bencode::key_int(out, b"complete", s.seeders as i64);
+        bencode::key_int(out, b"downloaded", s.completed as i64);
+        bencode::key_int(out, b"incomplete", s.leechers as i64);
+        out.push(b'e');
+    }
+    out.push(b'e');
+    out.push(b'e');
+}
+
+/// Writes a bencoded failure body.
+pub fn write_failure_body(out: &mut Vec<u8>, reason: &str) {
+    out.push(b'd');
+    bencode::key_bytes(out, b"failure reason", reason.as_bytes());
+    out.push(b'e');
+}
+
+/// Writes a whole HTTP response around `body`.
+pub fn write_response(out: &mut Vec<u8>, status: &str, keep_alive: bool, body: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    bencode::decimal(out, body.len() as i64);
+    if !keep_alive {
+        out.extend_from_slice(b"\r\nConnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn settings() -> ParseSettings {
+        ParseSettings {
+            max_head: 4096,
+            max_scrape: 74,
+            real_ip_header: Some("x-real-ip".into()),
+        }
+    }
+
+    fn announce_url(extra: &str) -> String {
+        format!(
+            "/announce?info_hash={}&peer_id={}&port=6881&uploaded=1&downloaded=2&left=3{extra}",
+            url_encode(&[0xab; 20]),
+            url_encode(b"-TR3000-abcdefghijkl")
+        )
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn announce_fields() {
+        let req = get(&announce_url(
+            "&event=started&numwant=20&compact=0&no_peer_id=1&key=k1&ip=10.0.0.1",
+        ));
+        let (r, used) = parse(&req, &settings()).unwrap().unwrap();
+        assert_eq!(used, req.len());
+        assert!(r.keep_alive);
+        let Query::Announce(a) = r.query else {
+            panic!()
+        };
+        assert_eq!(a.info_hash, InfoHash([0xab; 20]));
+        assert_eq!(&a.peer_id.0, b"-TR3000-abcdefghijkl");
+        assert_eq!((a.port, a.uploaded, a.downloaded, a.left), (6881, 1, 2, 3));
+        assert_eq!(a.event, AnnounceEvent::Started);
+        assert_eq!(a.numwant, Some(20));
+        assert!(!a.compact && a.no_peer_id);
+        assert_eq!(a.key.as_deref(), Some("k1"));
+        assert_eq!(a.ip, Some("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn partial_and_oversized_heads() {
+        let req = get(&announce_url(""));
+        assert_eq!(parse(&req[..req.len() - 2], &settings()), Ok(None));
+        let mut s = settings();
+        s.max_head = 64;
+        assert_eq!(parse(&req, &s), Err(HttpError::HeadTooLarge));
+        assert_eq!(parse(&vec![b'G'; 100], &s), Err(HttpError::HeadTooLarge));
+        assert_eq!(
+            parse(b"\x01\x02 / HTTP/1.1\r\n\r\n", &s),
+            Err(HttpError::BadRequest)
+        );
+    }
+
+    #[test]
+    fn failures() {
+        let f = |path: &str| parse(&get(path), &settings());
+        assert_eq!(f("/nothing"), Err(HttpError::NotFound));
+        assert_eq!(
+            f("/announce?peer_id=x"),
+            Err(HttpError::Failure("invalid peer_id"))
+        );
+        assert_eq!(
+            f(&format!("/announce?info_hash={}", url_encode(&[1; 19]))),
+            Err(HttpError::Failure("invalid info_hash"))
+        );
+        assert_eq!(
+            f(&announce_url("").replace("port=6881", "port=0")),
+            Err(HttpError::Failure("invalid port"))
+        );
+        assert_eq!(
+            f(&announce_url("&event=bogus")),
+            Err(HttpError::Failure("invalid event"))
+        );
+        assert_eq!(
+            f("/scrape"),
+            Err(HttpError::Failure("scrape needs info_hash"))
+        );
+        let post = b"POST /announce HTTP/1.1\r\n\r\n";
+        assert_eq!(parse(post, &settings()), Err(HttpError::MethodNotAllowed));
+    }
+
+    #[test]
+    fn routes_with_passkeys() {
+        for (path, want, key) in [
+            ("/announce", Route::Announce, None),
+            ("/announce/abc", Route::Announce, Some("abc")),
+            ("/abc/announce", Route::Announce, Some("abc")),
+            ("/scrape/abc", Route::Scrape, Some("abc")),
+            ("/abc/scrape", Route::Scrape, Some("abc")),
+        ] {
+            assert_eq!(route(path).unwrap(), (want, key.map(String::from)));
+        }
+        assert!(route("/a/b/announce").is_err());
+    }
+
+    #[test]
+    fn scrape_hashes_and_limit() {
+        let q = (0..3)
+            .map(|i| format!("info_hash={}", url_encode(&[i; 20])))
+            .collect::<Vec<_>>()
+            .join("&");
+        let (r, _) = parse(&get(&format!("/scrape?{q}")), &settings())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.query,
+            Query::Scrape((0..3).map(|i| InfoHash([i; 20])).collect())
+        );
+        let mut s = settings();
+        s.max_scrape = 2;
+        assert_eq!(
+            parse(&get(&format!("/scrape?{q}")), &s),
+            Err(HttpError::Failure("too many info_hash values"))
+        );
+    }
+
+    #[test]
+    fn connection_and_proxy_headers() {
+        let req = format!(
+            "GET {} HTTP/1.0\r\nX-Real-IP: 192.0.2.1\r\n\r\n",
+            announce_url("")
+        );
+        let (r, _) = parse(req.as_bytes(), &settings()).unwrap().unwrap();
+        assert!(!r.keep_alive, "HTTP/1.0 closes by default");
+        assert_eq!(r.forwarded_for.as_deref(), Some("192.0.2.1"));
+        let req = format!(
+            "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+            announce_url("")
+        );
+        let (r, _) = parse(req.as_bytes(), &settings()).unwrap().unwrap();
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn bodies() {
+        let reply = AnnounceReply {
+            interval: 1800,
+            min_interval: 900,
+            complete: 2,
+            incomplete: 1,
+        };
+        let mut out = Vec::new();
+        write_announce_body(
+            &mut out,
+            &reply,
+            PeerFormat::Compact,
+            false,
+            &[127, 0, 0, 1, 0x1a, 0xe1],
+            &[],
+        );
+        assert_eq!(
+            out,
+            b"d8:completei2e10:incompletei1e8:intervali1800e12:min intervali900e5:peers6:\x7f\x00\x00\x01\x1a\xe1e"
+        );
+        out.clear();
+        write_announce_body(
+            &mut out,
+            &reply,
+            PeerFormat::Dictionary,
+            false,
+            &[127, 0, 0, 1, 0x1a, 0xe1],
+            &[b'x'; 20],
+        );
+        assert!(out
+            .ends_with(b"5:peersld2:ip9:127.0.0.17:peer id20:xxxxxxxxxxxxxxxxxxxx4:porti6881eeee"));
+        out.clear();
+        let mut files = vec![
+            (
+                InfoHash([2; 20]),
+                ScrapeStats {
+                    seeders: 1,
+                    completed: 2,
+                    leechers: 3,
+                },
+            ),
+            (InfoHash([1; 20]), ScrapeStats::default()),
+        ];
+        write_scrape_body(&mut out, &mut files);
+        let mut expect = b"d5:filesd20:".to_vec();
+        expect.extend_from_slice(&[1; 20]);
+        expect.extend_from_slice(b"d8:completei0e10:downloadedi0e10:incompletei0ee20:");
+        expect.extend_from_slice(&[2; 20]);
+        expect.extend_from_slice(b"d8:completei1e10:downloadedi2e10:incompletei3eeee");
+        assert_eq!(out, expect);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let _ = parse(&bytes, &settings());
+        }
+
+        #[test]
+        fn parse_never_panics_on_query_like(q in "[a-z_=&%0-9A-F+]{0,400}") {
+            let _ = parse(&get(&format!("/announce?{q}")), &settings());
+            let _ = parse(&get(&format!("/scrape?{q}")), &settings());
+        }
+
+        #[test]
+        fn binary_fields_round_trip(ih in any::<[u8; 20]>(), pid in any::<[u8; 20]>(), port in 1u16..) {
+            let path = format!("/announce?info_hash={}&peer_id={}&port={port}&left=0", url_encode(&ih), url_encode(&pid));
+            let (r, _) = parse(&get(&path), &settings()).unwrap().unwrap();
+            let Query::Announce(a) = r.query else { panic!() };
+            prop_assert_eq!(a.info_hash.0, ih);
+            prop_assert_eq!(a.peer_id.0, pid);
+            prop_assert_eq!(a.port, port);
+        }
+    }
+}
