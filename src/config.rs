@@ -21,6 +21,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../tracker.toml");
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub udp: UdpConfig,
+    pub http: HttpConfig,
     pub workers: WorkersConfig,
     pub announce: AnnounceConfig,
     pub swarm: SwarmTable,
@@ -59,6 +60,47 @@ impl Default for UdpConfig {
     }
 }
 
+/// `[http]`: the HTTP (BEP 3) front end.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Addresses to listen on (TCP). Empty turns HTTP off.
+    pub addresses: Vec<SocketAddr>,
+    /// Open connections per socket worker; beyond it new ones are closed at
+    /// once (counted).
+    pub max_connections: Positive,
+    /// Largest request head in bytes; a larger one gets 431 and a close.
+    pub max_head_size: Positive,
+    /// Seconds a connection may sit idle (or half-sent) before it is closed.
+    pub idle_timeout: Positive,
+    /// Behind a reverse proxy: the header carrying the client address,
+    /// `X-Forwarded-For` (its last entry is used) or `X-Real-IP`. Honoured
+    /// only on connections from `trusted_proxies`. Empty: off.
+    pub real_ip_header: String,
+    /// Proxy addresses whose `real_ip_header` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Use the `ip` query parameter as the peer address. Off by default:
+    /// it lets anyone announce someone else's address.
+    pub allow_ip_param: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addresses: vec![
+                SocketAddr::from(([0, 0, 0, 0], 6969)),
+                SocketAddr::from(([0u16; 8], 6969)),
+            ],
+            max_connections: Positive(4096),
+            max_head_size: Positive(4096),
+            idle_timeout: Positive(30),
+            real_ip_header: String::new(),
+            trusted_proxies: Vec::new(),
+            allow_ip_param: false,
+        }
+    }
+}
+
 /// `[workers]`: threads and the channels between them.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -89,6 +131,9 @@ impl Default for WorkersConfig {
 pub struct AnnounceConfig {
     /// Seconds clients should wait between announces.
     pub interval: Positive,
+    /// HTTP only: seconds a client must wait before announcing again
+    /// (`min interval`). At most `interval`.
+    pub min_interval: Positive,
     /// Peers returned when a client asks for the default (numwant -1 or 0).
     pub default_numwant: usize,
     /// Most peers returned to one announce. 200 IPv4 peers still fit a
@@ -100,6 +145,7 @@ impl Default for AnnounceConfig {
     fn default() -> Self {
         AnnounceConfig {
             interval: Positive(1800),
+            min_interval: Positive(900),
             default_numwant: 50,
             max_numwant: 200,
         }
@@ -241,10 +287,33 @@ impl Config {
         if self.announce.default_numwant > self.announce.max_numwant {
             return Err("announce.default_numwant is larger than announce.max_numwant".into());
         }
-        let mut seen = std::collections::HashSet::new();
-        for a in &self.udp.addresses {
-            if a.port() != 0 && !seen.insert(a) {
-                return Err(format!("udp.addresses lists {a} twice"));
+        if self.udp.max_scrape_torrents.get() > 255 {
+            return Err("udp.max_scrape_torrents is above 255".into());
+        }
+        if self.announce.min_interval.get() > self.announce.interval.get() {
+            return Err("announce.min_interval is longer than announce.interval".into());
+        }
+        for (name, list) in [("udp", &self.udp.addresses), ("http", &self.http.addresses)] {
+            let mut seen = std::collections::HashSet::new();
+            for a in list {
+                if a.port() != 0 && !seen.insert(a) {
+                    return Err(format!("{name}.addresses lists {a} twice"));
+                }
+            }
+        }
+        match self.http.real_ip_header.to_ascii_lowercase().as_str() {
+            "" => {}
+            "x-forwarded-for" | "x-real-ip" => {
+                if self.http.trusted_proxies.is_empty() {
+                    return Err(
+                        "http.real_ip_header is set but http.trusted_proxies is empty".into(),
+                    );
+                }
+            }
+            other => {
+                return Err(format!(
+                    "http.real_ip_header {other:?}: use \"X-Forwarded-For\", \"X-Real-IP\" or \"\""
+                ))
             }
         }
         Ok(())

@@ -76,6 +76,12 @@ counter_struct!(
         dropped_scrape_timeout,
         bytes_received,
         bytes_sent,
+        /// HTTP only.
+        connections_accepted,
+        /// HTTP only: closed at once, the worker being at max_connections.
+        connections_refused,
+        /// HTTP only: closed after idle_timeout.
+        connections_timed_out,
     }
 );
 
@@ -84,6 +90,8 @@ counter_struct!(
 pub struct SocketCounters {
     pub udp_v4: FamilyCounters,
     pub udp_v6: FamilyCounters,
+    pub http_v4: FamilyCounters,
+    pub http_v6: FamilyCounters,
 }
 
 impl SocketCounters {
@@ -93,6 +101,15 @@ impl SocketCounters {
             &self.udp_v6
         } else {
             &self.udp_v4
+        }
+    }
+
+    #[inline]
+    pub fn http(&self, v6: bool) -> &FamilyCounters {
+        if v6 {
+            &self.http_v6
+        } else {
+            &self.http_v4
         }
     }
 }
@@ -136,6 +153,13 @@ impl Stats {
     pub fn udp_total(&self, pick: impl Fn(&FamilyCounters) -> &Counter) -> (u64, u64) {
         self.socket.iter().fold((0, 0), |(a, b), s| {
             (a + pick(&s.udp_v4).get(), b + pick(&s.udp_v6).get())
+        })
+    }
+
+    /// Sum of one HTTP counter over socket workers, by family (v4, v6).
+    pub fn http_total(&self, pick: impl Fn(&FamilyCounters) -> &Counter) -> (u64, u64) {
+        self.socket.iter().fold((0, 0), |(a, b), s| {
+            (a + pick(&s.http_v4).get(), b + pick(&s.http_v6).get())
         })
     }
 

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::connection_id::ConnectionIds;
 use crate::stats::Stats;
 use crate::swarm::Swarms;
-use crate::workers::socket::{SocketSettings, SocketWorker, WAKE_TOKEN};
+use crate::workers::socket::{HttpSettings, SocketSettings, SocketWorker, Sockets, WAKE_TOKEN};
 use crate::workers::swarm::SwarmWorker;
 use crate::workers::{Shutdown, Wake};
 
@@ -28,7 +28,11 @@ use crate::workers::{Shutdown, Wake};
 #[derive(Debug)]
 pub enum StartError {
     /// An address could not be bound (taken, not available, no permission).
-    Bind { addr: SocketAddr, error: io::Error },
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        error: io::Error,
+    },
     /// Some other system resource failed (threads, poll, eventfd).
     Io(io::Error),
 }
@@ -36,7 +40,9 @@ pub enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Bind { addr, error } => write!(f, "cannot listen on UDP {addr}: {error}"),
+            StartError::Bind { proto, addr, error } => {
+                write!(f, "cannot listen on {proto} {addr}: {error}")
+            }
             StartError::Io(e) => write!(f, "cannot start: {e}"),
         }
     }
@@ -53,6 +59,7 @@ impl From<io::Error> for StartError {
 /// A running tracker.
 pub struct Tracker {
     udp_addrs: Vec<SocketAddr>,
+    http_addrs: Vec<SocketAddr>,
     stats: Arc<Stats>,
     shutdown: Arc<Shutdown>,
     wakes: Arc<Vec<Wake>>,
@@ -88,8 +95,17 @@ fn spawn(
     })
 }
 
-fn udp_socket(addr: SocketAddr, reuse_port: bool, config: &Config) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+fn new_socket(
+    addr: SocketAddr,
+    tcp: bool,
+    reuse_port: bool,
+    config: &Config,
+) -> io::Result<Socket> {
+    let socket = if tcp {
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?
+    } else {
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?
+    };
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -97,6 +113,11 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool, config: &Config) -> io::Result
         socket.set_reuse_port(true)?;
     }
     socket.set_nonblocking(true)?;
+    if tcp {
+        // Restarting must not wait for old connections in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        return Ok(socket);
+    }
     // The kernel may cap these at net.core.{r,w}mem_max; that's not fatal.
     if let Err(e) = socket.set_recv_buffer_size(config.udp.recv_buffer_size) {
         log::warn!("{addr}: cannot set SO_RCVBUF: {e}");
@@ -108,31 +129,36 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool, config: &Config) -> io::Result
 }
 
 /// Binds one socket per socket worker on `addr`, all on the same port.
-fn bind_udp(
+fn bind_all(
     addr: SocketAddr,
+    tcp: bool,
     workers: usize,
     config: &Config,
-) -> Result<Vec<std::net::UdpSocket>, StartError> {
-    let fail = |error| StartError::Bind { addr, error };
+) -> Result<Vec<Socket>, StartError> {
+    let proto = if tcp { "HTTP (TCP)" } else { "UDP" };
+    let fail = |error| StartError::Bind { proto, addr, error };
     // SO_REUSEPORT lets a second process of the same user bind a port this
     // one holds, silently splitting the traffic. Binding once without it
     // first makes a taken port an error, as it should be.
     if addr.port() != 0 {
-        let probe = udp_socket(addr, false, config).map_err(fail)?;
+        let probe = new_socket(addr, tcp, false, config).map_err(fail)?;
         probe.bind(&addr.into()).map_err(fail)?;
     }
     let mut sockets = Vec::with_capacity(workers);
     let mut bound = addr;
     for _ in 0..workers {
-        let s = udp_socket(addr, true, config).map_err(fail)?;
+        let s = new_socket(addr, tcp, true, config).map_err(fail)?;
         s.bind(&bound.into()).map_err(fail)?;
+        if tcp {
+            s.listen(1024).map_err(fail)?;
+        }
         // With port 0 the first bind picks the port; the others share it.
         bound = s
             .local_addr()
             .map_err(fail)?
             .as_socket()
             .ok_or_else(|| fail(io::Error::other("not an IP socket")))?;
-        sockets.push(std::net::UdpSocket::from(s));
+        sockets.push(s);
     }
     Ok(sockets)
 }
@@ -144,17 +170,28 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let capacity = config.workers.channel_capacity.get() as usize;
 
     // sockets[worker] holds that worker's socket for each address.
-    let mut sockets: Vec<Vec<std::net::UdpSocket>> =
-        (0..socket_workers).map(|_| Vec::new()).collect();
+    let mut sockets: Vec<Sockets> = (0..socket_workers)
+        .map(|_| Sockets {
+            udp: Vec::new(),
+            http: Vec::new(),
+        })
+        .collect();
     let mut udp_addrs = Vec::new();
     for &addr in &config.udp.addresses {
-        let bound = bind_udp(addr, socket_workers, config)?;
-        udp_addrs.push(bound[0].local_addr()?);
+        let bound = bind_all(addr, false, socket_workers, config)?;
+        udp_addrs.push(bound[0].local_addr()?.as_socket().unwrap_or(addr));
         for (w, s) in bound.into_iter().enumerate() {
-            sockets[w].push(s);
+            sockets[w].udp.push(s.into());
         }
     }
-
+    let mut http_addrs = Vec::new();
+    for &addr in &config.http.addresses {
+        let bound = bind_all(addr, true, socket_workers, config)?;
+        http_addrs.push(bound[0].local_addr()?.as_socket().unwrap_or(addr));
+        for (w, s) in bound.into_iter().enumerate() {
+            sockets[w].http.push(s.into());
+        }
+    }
     let stats = Arc::new(Stats::new(socket_workers, swarm_workers));
     let shutdown = Arc::new(Shutdown::new());
     let started = Instant::now();
@@ -196,9 +233,22 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     }
     drop(response_txs);
 
+    let real_ip_header =
+        Some(config.http.real_ip_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
     let settings = SocketSettings {
         interval: config.announce.interval.get(),
         max_scrape_torrents: config.udp.max_scrape_torrents.get() as usize,
+        http: HttpSettings {
+            max_connections: config.http.max_connections.get() as usize,
+            max_head: config.http.max_head_size.get() as usize,
+            idle_timeout: config.http.idle_timeout.get(),
+            real_ip_header,
+            trusted_proxies: config.http.trusted_proxies.clone(),
+            allow_ip_param: config.http.allow_ip_param,
+            interval: config.announce.interval.get(),
+            min_interval: config.announce.min_interval.get(),
+            max_scrape: config.udp.max_scrape_torrents.get() as usize,
+        },
     };
     let mut socket_threads = Vec::with_capacity(socket_workers);
     for (id, ((poll, socks), rx)) in polls.into_iter().zip(sockets).zip(response_rxs).enumerate() {
@@ -225,6 +275,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
 
     Ok(Tracker {
         udp_addrs,
+        http_addrs,
         stats,
         shutdown,
         wakes,
@@ -239,6 +290,11 @@ impl Tracker {
     /// ports the kernel chose for port 0.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
+    }
+
+    /// The bound HTTP addresses, in the order of `http.addresses`.
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
     }
 
     pub fn stats(&self) -> &Arc<Stats> {

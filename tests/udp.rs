@@ -264,6 +264,7 @@ fn a_taken_port_stops_start_up_naming_the_address() {
     let taken = first.udp_addrs()[0];
     let mut config = swarmd::Config::default();
     config.udp.addresses = vec![taken];
+    config.http.addresses = vec![];
     match swarmd::start(&config) {
         Err(e) => assert!(e.to_string().contains(&taken.to_string()), "{e}"),
         Ok(_) => panic!("a second tracker bound a taken port"),

@@ -20,10 +20,24 @@ use crate::swarm::{Announce, AnnounceCounts};
 /// Where a request came from and how to answer it.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin {
+    /// The client's address (for HTTP, the TCP peer).
     pub addr: SocketAddr,
-    /// Which of the worker's sockets it arrived on.
-    pub socket: u16,
-    pub transaction_id: u32,
+    pub reply: Reply,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Reply {
+    /// A datagram from `addr` to this worker's socket number `socket`.
+    Udp { socket: u16, transaction_id: u32 },
+    /// This worker's HTTP connection number `conn`, if it is still the same
+    /// connection (`generation`).
+    Http { conn: u32, generation: u32 },
+}
+
+impl Origin {
+    pub fn is_v6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
 }
 
 #[derive(Debug)]

@@ -1,10 +1,14 @@
-//! The socket worker loop: a mio event loop over this worker's UDP sockets.
+//! The socket worker loop: a mio event loop over this worker's UDP sockets,
+//! HTTP listeners and HTTP connections.
 //!
 //! It reads datagrams in batches, answers connects and errors itself, hands
 //! announces and scrapes to the swarm workers in one batch per swarm worker
 //! per read, gathers scrapes that span several swarm workers, encodes the
 //! answers and sends them in batches. It never blocks on a swarm worker: a
-//! full channel drops the batch and counts it.
+//! full channel drops the batch and counts it. HTTP connections are in
+//! [`http`].
+
+mod http;
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,19 +20,27 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    shard_of, Origin, RequestBatch, ResponseBatch, Shutdown, SwarmRequest, SwarmResponse, Wakes,
+    shard_of, Origin, Reply, RequestBatch, ResponseBatch, Shutdown, SwarmRequest, SwarmResponse,
+    Wakes,
 };
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::{self, ParseError, Request, ScrapeStats, TransactionId};
+use crate::protocol::InfoHash;
 use crate::stats::{FamilyCounters, Stats};
 use crate::swarm::{Announce, PeerAddr};
 use crate::sys::{RecvBatch, SendQueue};
 
+pub use http::HttpSettings;
+
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
+/// Tokens from here on are HTTP listeners, from [`CONN_BASE`] connections;
+/// below are UDP sockets.
+const LISTENER_BASE: usize = 1 << 30;
+const CONN_BASE: usize = 1 << 31;
 
 /// A scrape gives up when its parts have not all come back by then.
 const SCRAPE_TIMEOUT_SECS: u32 = 5;
-/// Scrapes waiting for parts at once, per worker; more are dropped.
+/// Scrapes waiting for parts at once, per worker; more are refused.
 const MAX_PENDING_SCRAPES: usize = 1 << 16;
 /// How long a stopping worker waits for answers already asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,6 +50,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct SocketSettings {
     pub interval: u32,
     pub max_scrape_torrents: usize,
+    pub http: HttpSettings,
 }
 
 struct UdpEntry {
@@ -50,6 +63,8 @@ struct UdpEntry {
 struct PendingScrape {
     origin: Origin,
     generation: u32,
+    /// The hashes asked for (HTTP only: its reply names them).
+    hashes: Vec<InfoHash>,
     stats: Vec<ScrapeStats>,
     remaining: u16,
     /// A part was lost (its batch dropped): don't answer.
@@ -57,10 +72,17 @@ struct PendingScrape {
     created: u32,
 }
 
+/// The sockets a socket worker serves.
+pub struct Sockets {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub http: Vec<std::net::TcpListener>,
+}
+
 pub struct SocketWorker {
     id: usize,
     poll: Poll,
     sockets: Vec<UdpEntry>,
+    http: http::Http,
     recv: RecvBatch,
     ids: ConnectionIds,
     to_swarm: Vec<Sender<RequestBatch>>,
@@ -86,7 +108,7 @@ impl SocketWorker {
     pub fn new(
         id: usize,
         poll: Poll,
-        sockets: Vec<std::net::UdpSocket>,
+        sockets: Sockets,
         ids: ConnectionIds,
         to_swarm: Vec<Sender<RequestBatch>>,
         from_swarm: Receiver<ResponseBatch>,
@@ -96,8 +118,8 @@ impl SocketWorker {
         settings: SocketSettings,
         started: Instant,
     ) -> io::Result<SocketWorker> {
-        let mut entries = Vec::with_capacity(sockets.len());
-        for (i, s) in sockets.into_iter().enumerate() {
+        let mut entries = Vec::with_capacity(sockets.udp.len());
+        for (i, s) in sockets.udp.into_iter().enumerate() {
             let v6 = s.local_addr()?.is_ipv6();
             let mut socket = mio::net::UdpSocket::from_std(s);
             poll.registry()
@@ -110,11 +132,13 @@ impl SocketWorker {
                 queue: SendQueue::new(),
             });
         }
+        let http = http::Http::new(&poll, sockets.http, &settings.http)?;
         let swarm_workers = to_swarm.len();
         Ok(SocketWorker {
             id,
             poll,
             sockets: entries,
+            http,
             recv: RecvBatch::new(),
             ids,
             to_swarm,
@@ -136,7 +160,7 @@ impl SocketWorker {
     }
 
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(64);
+        let mut events = Events::with_capacity(256);
         let mut next_housekeeping = Instant::now();
         while !self.shutdown.requested() {
             let wake = &self.wakes[self.id];
@@ -154,15 +178,27 @@ impl SocketWorker {
             }
             wake.sleeping
                 .store(false, std::sync::atomic::Ordering::SeqCst);
+            self.tick();
             for event in events.iter() {
-                if let Some(entry) = self.sockets.get_mut(event.token().0) {
+                let token = event.token().0;
+                if token == WAKE_TOKEN.0 {
+                    continue;
+                } else if token >= CONN_BASE {
+                    self.http_conn_event(
+                        token - CONN_BASE,
+                        event.is_readable(),
+                        event.is_writable(),
+                    );
+                } else if token >= LISTENER_BASE {
+                    self.http_accept(token - LISTENER_BASE);
+                } else if let Some(entry) = self.sockets.get_mut(token) {
                     entry.readable = true;
                 }
             }
-            self.tick();
             self.work();
             if Instant::now() >= next_housekeeping {
                 self.expire_scrapes();
+                self.http_expire_idle();
                 next_housekeeping = Instant::now() + Duration::from_secs(1);
             }
         }
@@ -175,8 +211,8 @@ impl SocketWorker {
         self.now = self.started.elapsed().as_secs() as u32;
     }
 
-    /// Reads every socket until it would block, a batch from each in turn,
-    /// answering what came back from the swarm workers between batches.
+    /// Reads every UDP socket until it would block, a batch from each in
+    /// turn, answering what came back from the swarm workers between batches.
     fn work(&mut self) {
         loop {
             let mut progress = false;
@@ -204,10 +240,7 @@ impl SocketWorker {
             }
             self.send_batches();
             self.answer();
-            if !progress {
-                break;
-            }
-            if self.shutdown.requested() {
+            if !progress || self.shutdown.requested() {
                 break;
             }
         }
@@ -273,8 +306,10 @@ impl SocketWorker {
                     outgoing[shard].push(SwarmRequest::Announce {
                         origin: Origin {
                             addr: src,
-                            socket: socket as u16,
-                            transaction_id: a.transaction_id.0,
+                            reply: Reply::Udp {
+                                socket: socket as u16,
+                                transaction_id: a.transaction_id.0,
+                            },
                         },
                         announce: Announce {
                             info_hash: a.info_hash,
@@ -293,41 +328,20 @@ impl SocketWorker {
                     }
                     let origin = Origin {
                         addr: src,
-                        socket: socket as u16,
-                        transaction_id: s.transaction_id.0,
+                        reply: Reply::Udp {
+                            socket: socket as u16,
+                            transaction_id: s.transaction_id.0,
+                        },
                     };
-                    let Some(key) = new_pending(
+                    let scrape = Scrape {
                         pending,
                         free_pending,
                         next_generation,
-                        origin,
-                        s.info_hashes.len(),
-                        *now,
-                    ) else {
-                        counters.dropped_channel_full.inc();
-                        continue;
+                        outgoing,
+                        now: *now,
                     };
-                    let slot_index = key as u32 as usize;
-                    let shards = outgoing.len();
-                    let mut parts = 0u16;
-                    for (shard, batch) in outgoing.iter_mut().enumerate() {
-                        let hashes: Vec<(u8, _)> = s
-                            .info_hashes
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, h)| shard_of(h, shards) == shard)
-                            .map(|(i, h)| (i as u8, *h))
-                            .collect();
-                        if !hashes.is_empty() {
-                            parts += 1;
-                            batch.push(SwarmRequest::ScrapePart {
-                                pending: key,
-                                hashes,
-                            });
-                        }
-                    }
-                    if let Some(Some(p)) = pending.get_mut(slot_index) {
-                        p.remaining = parts;
+                    if !scrape.start(origin, &s.info_hashes, false) {
+                        counters.dropped_channel_full.inc();
                     }
                 }
                 Err(ParseError::Drop(_)) => counters.errors_malformed.inc(),
@@ -374,7 +388,8 @@ impl SocketWorker {
         }
     }
 
-    /// A batch that could not be handed over: count it, give up its scrapes.
+    /// A batch that could not be handed over: count it, give up its scrapes,
+    /// tell its HTTP clients.
     fn dropped(&mut self, batch: RequestBatch) {
         let RequestBatch {
             mut requests,
@@ -382,39 +397,79 @@ impl SocketWorker {
             ..
         } = batch;
         for r in requests.drain(..) {
-            let v6 = match &r {
-                SwarmRequest::Announce { origin, .. } => origin.addr.is_ipv6(),
-                SwarmRequest::ScrapePart { pending, .. } => {
-                    let idx = *pending as u32 as usize;
-                    let generation = (*pending >> 32) as u32;
-                    match self.pending.get_mut(idx) {
-                        Some(Some(p)) if p.generation == generation => {
-                            p.failed = true;
-                            p.remaining -= 1;
-                            let v6 = p.origin.addr.is_ipv6();
-                            if p.remaining == 0 {
-                                self.release_pending(idx);
-                            }
-                            v6
-                        }
-                        _ => false,
+            let origin = match r {
+                SwarmRequest::Announce { origin, .. } => {
+                    if let Reply::Http { conn, generation } = origin.reply {
+                        self.http_failure(conn, generation, "tracker busy, try again");
                     }
+                    origin
+                }
+                SwarmRequest::ScrapePart { pending, .. } => {
+                    let Some(p) = self.pending_mut(pending) else {
+                        continue;
+                    };
+                    p.failed = true;
+                    p.remaining = p.remaining.saturating_sub(1);
+                    let origin = p.origin;
+                    if p.remaining == 0 {
+                        self.finish_scrape(pending as u32 as usize);
+                    }
+                    origin
                 }
             };
-            self.udp_counters(v6).dropped_channel_full.inc();
+            self.counters(origin).dropped_channel_full.inc();
         }
         self.request_pool.push(requests);
         self.reply_pool.push(reply);
     }
 
-    fn udp_counters(&self, v6: bool) -> &FamilyCounters {
-        self.stats.socket[self.id].udp(v6)
+    fn counters(&self, origin: Origin) -> &FamilyCounters {
+        let c = &self.stats.socket[self.id];
+        match origin.reply {
+            Reply::Udp { .. } => c.udp(origin.is_v6()),
+            Reply::Http { .. } => c.http(origin.is_v6()),
+        }
     }
 
-    fn release_pending(&mut self, idx: usize) {
-        if let Some(slot) = self.pending.get_mut(idx) {
-            if slot.take().is_some() {
-                self.free_pending.push(idx as u32);
+    fn pending_mut(&mut self, key: u64) -> Option<&mut PendingScrape> {
+        let idx = key as u32 as usize;
+        let generation = (key >> 32) as u32;
+        match self.pending.get_mut(idx) {
+            Some(Some(p)) if p.generation == generation => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Answers a scrape whose parts are all in (or lost), and frees it.
+    fn finish_scrape(&mut self, idx: usize) {
+        let Some(p) = self.pending.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        self.free_pending.push(idx as u32);
+        match p.origin.reply {
+            Reply::Udp {
+                socket,
+                transaction_id,
+            } => {
+                if p.failed {
+                    return;
+                }
+                if let Some(entry) = self.sockets.get_mut(socket as usize) {
+                    entry.queue.push(p.origin.addr, |buf| {
+                        udp::write_scrape(buf, TransactionId(transaction_id), &p.stats)
+                    });
+                    self.stats.socket[self.id]
+                        .udp(entry.v6)
+                        .responses_scrape
+                        .inc();
+                }
+            }
+            Reply::Http { conn, generation } => {
+                if p.failed {
+                    self.http_failure(conn, generation, "tracker busy, try again");
+                } else {
+                    self.http_scrape_reply(conn, generation, &p.hashes, &p.stats);
+                }
             }
         }
     }
@@ -438,67 +493,60 @@ impl SocketWorker {
 
     fn answer_batch(&mut self, mut batch: ResponseBatch) {
         let interval = self.settings.interval;
-        for response in batch.responses.drain(..) {
+        let mut responses = std::mem::take(&mut batch.responses);
+        for response in responses.drain(..) {
             match response {
                 SwarmResponse::Announce {
                     origin,
                     counts,
                     peers,
                 } => {
-                    let Some(entry) = self.sockets.get_mut(origin.socket as usize) else {
-                        continue;
-                    };
                     let peers = &batch.peers[peers.0 as usize..peers.1 as usize];
-                    entry.queue.push(origin.addr, |buf| {
-                        udp::write_announce(
-                            buf,
-                            TransactionId(origin.transaction_id),
-                            interval,
-                            counts.leechers,
-                            counts.seeders,
-                            peers,
-                        )
-                    });
-                    self.stats.socket[self.id]
-                        .udp(entry.v6)
-                        .responses_announce
-                        .inc();
+                    match origin.reply {
+                        Reply::Udp {
+                            socket,
+                            transaction_id,
+                        } => {
+                            let Some(entry) = self.sockets.get_mut(socket as usize) else {
+                                continue;
+                            };
+                            entry.queue.push(origin.addr, |buf| {
+                                udp::write_announce(
+                                    buf,
+                                    TransactionId(transaction_id),
+                                    interval,
+                                    counts.leechers,
+                                    counts.seeders,
+                                    peers,
+                                )
+                            });
+                            self.stats.socket[self.id]
+                                .udp(entry.v6)
+                                .responses_announce
+                                .inc();
+                        }
+                        Reply::Http { conn, generation } => {
+                            self.http_announce_reply(conn, generation, counts, peers);
+                        }
+                    }
                 }
                 SwarmResponse::ScrapePart { pending, stats } => {
-                    let idx = pending as u32 as usize;
-                    let generation = (pending >> 32) as u32;
-                    let Some(Some(p)) = self.pending.get_mut(idx) else {
+                    let Some(p) = self.pending_mut(pending) else {
                         continue;
                     };
-                    if p.generation != generation {
-                        continue;
-                    }
                     for (i, s) in stats {
                         if let Some(slot) = p.stats.get_mut(i as usize) {
                             *slot = s;
                         }
                     }
                     p.remaining = p.remaining.saturating_sub(1);
-                    if p.remaining > 0 {
-                        continue;
+                    if p.remaining == 0 {
+                        self.finish_scrape(pending as u32 as usize);
                     }
-                    if !p.failed {
-                        let origin = p.origin;
-                        if let Some(entry) = self.sockets.get_mut(origin.socket as usize) {
-                            let stats = &p.stats;
-                            entry.queue.push(origin.addr, |buf| {
-                                udp::write_scrape(buf, TransactionId(origin.transaction_id), stats)
-                            });
-                            self.stats.socket[self.id]
-                                .udp(entry.v6)
-                                .responses_scrape
-                                .inc();
-                        }
-                    }
-                    self.release_pending(idx);
                 }
             }
         }
+        batch.responses = responses;
         batch.peers.clear();
         let spare = std::mem::take(&mut batch.spare);
         if self.request_pool.len() < 64 {
@@ -513,14 +561,15 @@ impl SocketWorker {
     fn expire_scrapes(&mut self) {
         let now = self.now;
         for idx in 0..self.pending.len() {
-            let expired = matches!(&self.pending[idx], Some(p) if now.saturating_sub(p.created) > SCRAPE_TIMEOUT_SECS);
-            if expired {
-                let v6 = self.pending[idx]
-                    .as_ref()
-                    .is_some_and(|p| p.origin.addr.is_ipv6());
-                self.udp_counters(v6).dropped_scrape_timeout.inc();
-                self.release_pending(idx);
-            }
+            let origin = match &mut self.pending[idx] {
+                Some(p) if now.saturating_sub(p.created) > SCRAPE_TIMEOUT_SECS => {
+                    p.failed = true;
+                    p.origin
+                }
+                _ => continue,
+            };
+            self.counters(origin).dropped_scrape_timeout.inc();
+            self.finish_scrape(idx);
         }
     }
 
@@ -540,33 +589,65 @@ impl SocketWorker {
             }
         }
         self.answer();
+        self.http_flush_all();
     }
 }
 
-fn new_pending(
-    pending: &mut Vec<Option<PendingScrape>>,
-    free: &mut Vec<u32>,
-    next_generation: &mut u32,
-    origin: Origin,
-    hashes: usize,
+/// The parts of a socket worker a new scrape needs, borrowed apart from the
+/// rest so the UDP path can start one while it reads its receive buffers.
+struct Scrape<'a> {
+    pending: &'a mut Vec<Option<PendingScrape>>,
+    free_pending: &'a mut Vec<u32>,
+    next_generation: &'a mut u32,
+    outgoing: &'a mut [Vec<SwarmRequest>],
     now: u32,
-) -> Option<u64> {
-    let idx = match free.pop() {
-        Some(i) => i as usize,
-        None if pending.len() < MAX_PENDING_SCRAPES => {
-            pending.push(None);
-            pending.len() - 1
+}
+
+impl Scrape<'_> {
+    /// Files a pending scrape and queues one part per swarm worker that
+    /// holds some of its hashes. False when too many scrapes are pending.
+    fn start(self, origin: Origin, hashes: &[InfoHash], keep_hashes: bool) -> bool {
+        let idx = match self.free_pending.pop() {
+            Some(i) => i as usize,
+            None if self.pending.len() < MAX_PENDING_SCRAPES => {
+                self.pending.push(None);
+                self.pending.len() - 1
+            }
+            None => return false,
+        };
+        *self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = *self.next_generation;
+        let key = ((generation as u64) << 32) | idx as u64;
+        let shards = self.outgoing.len();
+        let mut parts = 0u16;
+        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
+            let mine: Vec<(u8, InfoHash)> = hashes
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| shard_of(h, shards) == shard)
+                .map(|(i, h)| (i as u8, *h))
+                .collect();
+            if !mine.is_empty() {
+                parts += 1;
+                batch.push(SwarmRequest::ScrapePart {
+                    pending: key,
+                    hashes: mine,
+                });
+            }
         }
-        None => return None,
-    };
-    *next_generation = next_generation.wrapping_add(1);
-    pending[idx] = Some(PendingScrape {
-        origin,
-        generation: *next_generation,
-        stats: vec![ScrapeStats::default(); hashes],
-        remaining: 0,
-        failed: false,
-        created: now,
-    });
-    Some(((*next_generation as u64) << 32) | idx as u64)
+        self.pending[idx] = Some(PendingScrape {
+            origin,
+            generation,
+            hashes: if keep_hashes {
+                hashes.to_vec()
+            } else {
+                Vec::new()
+            },
+            stats: vec![ScrapeStats::default(); hashes.len()],
+            remaining: parts,
+            failed: false,
+            created: self.now,
+        });
+        true
+    }
 }

@@ -18,6 +18,7 @@ use swarmd::{Config, Tracker};
 pub fn tracker_with(edit: impl FnOnce(&mut Config)) -> Tracker {
     let mut config = Config::default();
     config.udp.addresses = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    config.http.addresses = config.udp.addresses.clone();
     edit(&mut config);
     swarmd::start(&config).expect("tracker starts")
 }

@@ -1,0 +1,781 @@
+//! One load thread: a handful of UDP sockets (each a client with its own source
+//! address and its own slice of the simulated peers), the requests each has in
+//! flight, and the loop that sends, receives, judges, times out and counts
+//! until the run's end.
+
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+use swarmd::protocol::udp::{
+    AnnounceRequest, ConnectRequest, ConnectionId, Request, Response, ScrapeRequest, TransactionId,
+};
+use swarmd::protocol::AnnounceEvent;
+
+use crate::check::{judge, Expect, Invalid, Kind, Verdict};
+use crate::model::{peer_flags, Population};
+use crate::options::{PeerOrder, UdpOptions};
+use crate::report::{Counters, PeerTally};
+use crate::sys::{send_batch, RecvBatch, BATCH};
+
+/// BEP 15 connection ids live about two minutes; reconnect well before that,
+/// as real clients do.
+const CONNECT_EVERY: Duration = Duration::from_secs(60);
+/// How often a thread copies its counters out for the progress line.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// The longest a thread sleeps in `poll` when it has nothing to do, so time
+/// outs and phase changes are noticed promptly.
+const IDLE_WAIT: Duration = Duration::from_millis(10);
+/// Receive batches taken from one socket before the others get a turn.
+const RECV_ROUNDS: usize = 8;
+/// How long a transaction id that timed out is remembered, so that its late
+/// answer is counted as late rather than as a stranger.
+const LATE_MEMORY: u32 = 10;
+
+/// The time line of a run, shared by all threads.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub measure_from: Instant,
+    pub end: Instant,
+}
+
+/// What a thread hands back at the end.
+pub struct ThreadResult {
+    /// Counters over the measured window only.
+    pub measured: Counters,
+    /// Latencies over the measured window, in microseconds.
+    pub hist: Histogram<u64>,
+    pub tally: PeerTally,
+    /// When the thread stopped: the end of the run, or earlier once its share
+    /// of `--requests` was sent and answered.
+    pub finished: Instant,
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    // One microsecond to one minute at three significant digits: a few
+    // hundred kilobytes, and these bounds are valid, so this cannot fail.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    seq: u16,
+    busy: bool,
+    expect: Expect,
+    sent_at: Instant,
+}
+
+enum Match {
+    Found { expect: Expect, sent_at: Instant },
+    Late,
+    Unknown,
+}
+
+/// The requests one socket has in flight. A transaction id is a slot number
+/// and a per-slot sequence number, masked so ids look random on the wire.
+struct InFlight {
+    slots: Vec<Slot>,
+    /// Free slots, oldest first, so a slot is reused as late as possible.
+    free: VecDeque<u16>,
+    /// (slot, seq, deadline) in send order; answered entries are skipped
+    /// when they come up.
+    deadlines: VecDeque<(u16, u16, Instant)>,
+    late: HashSet<u32>,
+    late_order: VecDeque<(u32, Instant)>,
+    late_memory: Duration,
+    timeout: Duration,
+    mask: u32,
+}
+
+impl InFlight {
+    fn new(capacity: usize, timeout: Duration, mask: u32, now: Instant) -> InFlight {
+        let idle = Slot {
+            seq: 0,
+            busy: false,
+            expect: Expect {
+                kind: Kind::Connect,
+                count: None,
+            },
+            sent_at: now,
+        };
+        InFlight {
+            slots: vec![idle; capacity],
+            free: (0..capacity as u16).collect(),
+            deadlines: VecDeque::new(),
+            late: HashSet::new(),
+            late_order: VecDeque::new(),
+            late_memory: timeout * LATE_MEMORY,
+            timeout,
+            mask,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.free.len() == self.slots.len()
+    }
+
+    fn tid(&self, slot: u16, seq: u16) -> TransactionId {
+        TransactionId(((u32::from(seq) << 16) | u32::from(slot)) ^ self.mask)
+    }
+
+    fn take(&mut self, expect: Expect, now: Instant) -> Option<TransactionId> {
+        let slot = self.free.pop_front()?;
+        let s = &mut self.slots[usize::from(slot)];
+        s.seq = s.seq.wrapping_add(1);
+        s.busy = true;
+        s.expect = expect;
+        s.sent_at = now;
+        let seq = s.seq;
+        self.deadlines.push_back((slot, seq, now + self.timeout));
+        Some(self.tid(slot, seq))
+    }
+
+    /// Frees the slot of a request that could not be sent.
+    /// Its deadline entry is skipped when it comes up.
+    fn cancel(&mut self, tid: TransactionId) {
+        let _ = self.complete(tid);
+    }
+
+    fn complete(&mut self, tid: TransactionId) -> Match {
+        let raw = tid.0 ^ self.mask;
+        let (slot, seq) = ((raw & 0xffff) as u16, (raw >> 16) as u16);
+        match self.slots.get_mut(usize::from(slot)) {
+            Some(s) if s.busy && s.seq == seq => {
+                s.busy = false;
+                self.free.push_back(slot);
+                Match::Found {
+                    expect: s.expect,
+                    sent_at: s.sent_at,
+                }
+            }
+            _ if self.late.remove(&tid.0) => Match::Late,
+            _ => Match::Unknown,
+        }
+    }
+
+    /// Frees every request past its deadline and calls `on_timeout` for each.
+    fn expire(&mut self, now: Instant, mut on_timeout: impl FnMut(Kind)) {
+        while let Some(&(slot, seq, deadline)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let s = &mut self.slots[usize::from(slot)];
+            if s.busy && s.seq == seq {
+                s.busy = false;
+                self.free.push_back(slot);
+                on_timeout(s.expect.kind);
+                let tid = self.tid(slot, seq).0;
+                self.late.insert(tid);
+                self.late_order.push_back((tid, now));
+            }
+        }
+        // Forget old timeouts; bound the memory whatever happens.
+        while let Some(&(tid, at)) = self.late_order.front() {
+            if now.duration_since(at) < self.late_memory && self.late_order.len() <= 1 << 16 {
+                break;
+            }
+            self.late_order.pop_front();
+            self.late.remove(&tid);
+        }
+    }
+}
+
+/// One socket: a client with its own source address and its share of peers
+/// (global socket `index` owns peers `index`, `index + stride`, ...).
+struct Client {
+    socket: mio::net::UdpSocket,
+    fd: RawFd,
+    index: u64,
+    stride: u64,
+    peer_count: u64,
+    flags: Vec<u8>,
+    cursor: u64,
+    inflight: InFlight,
+    connection: Option<ConnectionId>,
+    connect_due: Instant,
+    connecting: bool,
+    last_forced_connect: Option<Instant>,
+    readable: bool,
+    paused_until: Option<Instant>,
+}
+
+impl Client {
+    /// With `--peer-order once`: every peer of this socket has announced.
+    fn is_done(&self) -> bool {
+        self.cursor >= self.peer_count
+    }
+}
+
+fn open_socket(local: SocketAddr, target: SocketAddr) -> Result<mio::net::UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .context("creating a UDP socket")?;
+    // Deep buffers so a burst of answers is not dropped while the thread is
+    // busy sending; the kernel caps these at its own limits.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.bind(&local.into()).with_context(|| {
+        format!("binding {local} (Linux accepts any 127.0.0.0/8 address on lo)")
+    })?;
+    socket
+        .connect(&target.into())
+        .with_context(|| format!("connecting to {target}"))?;
+    socket.set_nonblocking(true).context("set_nonblocking")?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// The state of one load thread.
+struct Worker<'a> {
+    o: &'a UdpOptions,
+    pop: &'a Population,
+    rng: fastrand::Rng,
+    counters: Counters,
+    hist: Histogram<u64>,
+    tally: PeerTally,
+    send_bufs: Vec<Vec<u8>>,
+    /// Transaction id, kind and announce event of each request in `send_bufs`.
+    send_meta: Vec<(TransactionId, Kind, Option<AnnounceEvent>)>,
+    recv: RecvBatch,
+    ipv6: bool,
+    weight_total: u32,
+    /// Rate limiting (a token bucket), when `--rate` is set.
+    rate: Option<f64>,
+    /// Requests this thread may still send, when `--requests` bounds the run.
+    remaining: Option<u64>,
+    tokens: f64,
+    burst: f64,
+    refilled_at: Instant,
+}
+
+pub fn run_thread(
+    o: &UdpOptions,
+    pop: &Population,
+    thread: usize,
+    plan: Plan,
+    shared: &Mutex<Counters>,
+    abort: &AtomicBool,
+) -> Result<ThreadResult> {
+    let now = Instant::now();
+    let stride = (o.threads * o.sockets) as u64;
+    let mut rng = fastrand::Rng::with_seed(o.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9));
+    let poll = Poll::new().context("creating a poll instance")?;
+    let mut clients = Vec::with_capacity(o.sockets);
+    for s in 0..o.sockets {
+        let index = thread * o.sockets + s;
+        let local = SocketAddr::new(o.client_ip(index), 0);
+        let mut socket = open_socket(local, o.target)?;
+        poll.registry()
+            .register(&mut socket, Token(s), Interest::READABLE)
+            .context("registering a socket")?;
+        let index = index as u64;
+        let peer_count = (o.peers - index).div_ceil(stride);
+        let flags = (0..peer_count)
+            .map(|k| pop.initial_flags(index + k * stride, o.seeder_prob))
+            .collect();
+        clients.push(Client {
+            fd: socket.as_raw_fd(),
+            socket,
+            index,
+            stride,
+            peer_count,
+            flags,
+            cursor: 0,
+            inflight: InFlight::new(o.inflight, o.timeout, rng.u32(..), now),
+            connection: None,
+            connect_due: now,
+            connecting: false,
+            last_forced_connect: None,
+            readable: false,
+            paused_until: None,
+        });
+    }
+    let rate = (o.rate > 0).then(|| o.rate as f64 / o.threads as f64);
+    // The bucket holds up to 20 ms worth of requests: `poll` sleeps whole
+    // milliseconds and often oversleeps by one or two, and a smaller bucket
+    // would lose those tokens and fall short of the rate.
+    let burst = rate.map_or(0.0, |r| (r * 0.02).max(1.0));
+    let mut worker = Worker {
+        o,
+        pop,
+        rng,
+        counters: Counters::default(),
+        hist: new_histogram(),
+        tally: PeerTally::default(),
+        send_bufs: (0..BATCH).map(|_| Vec::with_capacity(128)).collect(),
+        send_meta: Vec::with_capacity(BATCH),
+        recv: RecvBatch::new(recv_buffer_size(o.numwant)),
+        ipv6: o.target.is_ipv6(),
+        weight_total: o.weights.iter().sum(),
+        rate,
+        remaining: (o.requests > 0).then(|| {
+            // Split the count evenly, the first threads taking the remainder.
+            let threads = o.threads as u64;
+            o.requests / threads + u64::from((thread as u64) < o.requests % threads)
+        }),
+        tokens: 1.0,
+        burst,
+        refilled_at: now,
+    };
+    worker.run(&mut clients, poll, plan, shared, abort)
+}
+
+/// Big enough for any announce answer to `numwant` IPv6 peers; anything longer
+/// is wrong anyway and is counted when it arrives truncated.
+fn recv_buffer_size(numwant: i32) -> usize {
+    let peers = usize::try_from(numwant).unwrap_or(200).max(200);
+    (20 + peers * 18 + 64).max(2048)
+}
+
+impl Worker<'_> {
+    fn run(
+        &mut self,
+        clients: &mut [Client],
+        mut poll: Poll,
+        plan: Plan,
+        shared: &Mutex<Counters>,
+        abort: &AtomicBool,
+    ) -> Result<ThreadResult> {
+        let mut events = Events::with_capacity(1024);
+        let mut baseline: Option<Counters> = None;
+        let mut published_at = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= plan.end || abort.load(Ordering::Relaxed) {
+                break;
+            }
+            let all_sent = self.remaining == Some(0)
+                || (self.o.order == PeerOrder::Once && clients.iter().all(|c| c.is_done()));
+            if all_sent && clients.iter().all(|c| c.inflight.is_idle()) {
+                break;
+            }
+            if baseline.is_none() && now >= plan.measure_from {
+                baseline = Some(self.counters.clone());
+                self.hist.reset();
+            }
+            if now.duration_since(published_at) >= PUBLISH_EVERY {
+                if let Ok(mut c) = shared.lock() {
+                    *c = self.counters.clone();
+                }
+                published_at = now;
+            }
+            self.refill_tokens(now);
+            let mut busy = false;
+            for c in clients.iter_mut() {
+                let counters = &mut self.counters;
+                c.inflight.expire(now, |kind| {
+                    counters.timeouts += 1;
+                    if kind == Kind::Connect {
+                        c.connecting = false;
+                    }
+                });
+                busy |= self.fill(c, now);
+            }
+            let wait = if busy || clients.iter().any(|c| c.readable) {
+                Duration::ZERO
+            } else {
+                match self.rate {
+                    Some(r) if self.tokens < 1.0 => {
+                        Duration::from_secs_f64((1.0 - self.tokens) / r).min(IDLE_WAIT)
+                    }
+                    _ => IDLE_WAIT,
+                }
+                .min(plan.end.saturating_duration_since(now))
+            };
+            match poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("poll"),
+            }
+            for event in events.iter() {
+                if let Some(c) = clients.get_mut(event.token().0) {
+                    c.readable = true;
+                }
+            }
+            for c in clients.iter_mut().filter(|c| c.readable) {
+                self.receive(c);
+            }
+        }
+        for c in clients.iter_mut() {
+            // Sockets close when `clients` is dropped; deregistering first keeps
+            // the poll instance tidy.
+            let _ = poll.registry().deregister(&mut c.socket);
+        }
+        if let Ok(mut c) = shared.lock() {
+            *c = self.counters.clone();
+        }
+        let finished = Instant::now().min(plan.end);
+        if baseline.is_none() {
+            // Done before the warm-up was over: nothing was measured.
+            baseline = Some(self.counters.clone());
+            self.hist.reset();
+        }
+        let measured = self.counters.since(&baseline.unwrap_or_default());
+        Ok(ThreadResult {
+            measured,
+            hist: std::mem::replace(&mut self.hist, new_histogram()),
+            tally: self.tally,
+            finished,
+        })
+    }
+
+    fn refill_tokens(&mut self, now: Instant) {
+        if let Some(r) = self.rate {
+            let dt = now.duration_since(self.refilled_at).as_secs_f64();
+            self.tokens = (self.tokens + r * dt).min(self.burst);
+            self.refilled_at = now;
+        }
+    }
+
+    fn pick_kind(&mut self) -> Kind {
+        let w = self.o.weights;
+        let r = self.rng.u32(0..self.weight_total);
+        if r < w[0] {
+            Kind::Connect
+        } else if r < w[0] + w[1] {
+            Kind::Announce
+        } else {
+            Kind::Scrape
+        }
+    }
+
+    /// Sends one batch of requests on `c`. Returns true when it stopped only
+    /// because the batch was full, i.e. there is more to send right away.
+    fn fill(&mut self, c: &mut Client, now: Instant) -> bool {
+        if c.paused_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        c.paused_until = None;
+        self.send_meta.clear();
+        let mut full = false;
+        while c.inflight.has_room() {
+            if self.send_meta.len() == BATCH {
+                full = true;
+                break;
+            }
+            if (self.rate.is_some() && self.tokens < 1.0)
+                || self.remaining == Some(0)
+                || (self.o.order == PeerOrder::Once && c.is_done())
+            {
+                break;
+            }
+            let kind = if now >= c.connect_due && !c.connecting {
+                c.connecting = true;
+                Kind::Connect
+            } else if c.connection.is_none() {
+                // Nothing but connects until the first connection id arrives.
+                break;
+            } else {
+                self.pick_kind()
+            };
+            let i = self.send_meta.len();
+            let mut buf = std::mem::take(&mut self.send_bufs[i]);
+            buf.clear();
+            let meta = self.build(c, kind, now, &mut buf);
+            self.send_bufs[i] = buf;
+            let Some(meta) = meta else { break };
+            self.send_meta.push(meta);
+            self.tokens -= 1.0;
+            if let Some(r) = &mut self.remaining {
+                *r -= 1;
+            }
+        }
+        let n = self.send_meta.len();
+        if n == 0 {
+            return false;
+        }
+        let sent = match send_batch(c.fd, &self.send_bufs[..n]) {
+            Ok(sent) => sent,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                // Typically ECONNREFUSED: nothing listens at the target (yet).
+                // Back off a little instead of spinning on the error.
+                self.counters.send_errors += 1;
+                c.paused_until = Some(now + Duration::from_millis(10));
+                0
+            }
+        };
+        for &(tid, kind, _) in &self.send_meta[sent..] {
+            c.inflight.cancel(tid);
+            self.tokens += 1.0;
+            if let Some(r) = &mut self.remaining {
+                *r += 1;
+            }
+            if kind == Kind::Connect {
+                c.connecting = false;
+            }
+        }
+        for &(_, kind, event) in &self.send_meta[..sent] {
+            self.counters.sent[kind as usize] += 1;
+            if let Some(e) = event {
+                self.counters.events[e.to_udp() as usize] += 1;
+            }
+        }
+        full && sent == n
+    }
+
+    /// Writes one request of `kind` from `c` into `buf`.
+    fn build(
+        &mut self,
+        c: &mut Client,
+        kind: Kind,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Option<(TransactionId, Kind, Option<AnnounceEvent>)> {
+        let o = self.o;
+        let pop = self.pop;
+        let connection_id = c.connection.unwrap_or(ConnectionId(0));
+        match kind {
+            Kind::Connect => {
+                let expect = Expect { kind, count: None };
+                let transaction_id = c.inflight.take(expect, now)?;
+                Request::Connect(ConnectRequest { transaction_id }).write(buf);
+                Some((transaction_id, kind, None))
+            }
+            Kind::Announce => {
+                let max = u16::try_from(o.numwant).ok();
+                let transaction_id = c.inflight.take(Expect { kind, count: max }, now)?;
+                let k = match o.order {
+                    PeerOrder::Random => self.rng.u64(0..c.peer_count),
+                    PeerOrder::Sequential => {
+                        let k = c.cursor;
+                        c.cursor = (k + 1) % c.peer_count;
+                        k
+                    }
+                    PeerOrder::Once => {
+                        // `fill` stops before the cursor runs off the end.
+                        let k = c.cursor.min(c.peer_count - 1);
+                        c.cursor += 1;
+                        k
+                    }
+                };
+                let p = c.index + k * c.stride;
+                let event = self.next_event(&mut c.flags[k as usize]);
+                let seeder = c.flags[k as usize] & peer_flags::SEEDER != 0;
+                let left = if seeder { 0 } else { pop.left(p) };
+                Request::Announce(AnnounceRequest {
+                    connection_id,
+                    transaction_id,
+                    info_hash: pop.info_hash(pop.torrent_of(p)),
+                    peer_id: pop.peer_id(p),
+                    downloaded: if seeder { pop.left(p) } else { 0 },
+                    left,
+                    uploaded: 0,
+                    event,
+                    ip_address: 0,
+                    key: pop.key(p),
+                    num_want: o.numwant,
+                    port: pop.port(p),
+                    url_data: Vec::new(),
+                })
+                .write(buf);
+                Some((transaction_id, kind, Some(event)))
+            }
+            Kind::Scrape => {
+                let n = self.rng.u16(1..=o.scrape_hashes);
+                let transaction_id = c.inflight.take(
+                    Expect {
+                        kind,
+                        count: Some(n),
+                    },
+                    now,
+                )?;
+                let info_hashes = (0..n)
+                    .map(|_| pop.info_hash(pop.popular_torrent(&mut self.rng)))
+                    .collect();
+                Request::Scrape(ScrapeRequest {
+                    connection_id,
+                    transaction_id,
+                    info_hashes,
+                })
+                .write(buf);
+                Some((transaction_id, kind, None))
+            }
+        }
+    }
+
+    /// The event of a peer's next announce, updating its flags. The swarm is
+    /// taken to exist before the run, so a peer's first announce is a plain
+    /// one; a stopped peer comes back with `started`; a leecher may complete.
+    fn next_event(&mut self, flags: &mut u8) -> AnnounceEvent {
+        let seen = *flags & peer_flags::SEEN != 0;
+        if !seen {
+            *flags |= peer_flags::SEEN;
+            self.tally.seen += 1;
+        }
+        if *flags & peer_flags::STOPPED != 0 {
+            *flags &= !peer_flags::STOPPED;
+            self.tally.stopped -= 1;
+            AnnounceEvent::Started
+        } else if seen && self.rng.f64() < self.o.stop_prob {
+            *flags |= peer_flags::STOPPED;
+            self.tally.stopped += 1;
+            AnnounceEvent::Stopped
+        } else if *flags & peer_flags::SEEDER == 0 && self.rng.f64() < self.o.complete_prob {
+            *flags |= peer_flags::SEEDER;
+            AnnounceEvent::Completed
+        } else {
+            AnnounceEvent::None
+        }
+    }
+
+    /// Drains (a fair share of) what `c` has received.
+    fn receive(&mut self, c: &mut Client) {
+        for _ in 0..RECV_ROUNDS {
+            match self.recv.recv(c.fd) {
+                Ok(n) => {
+                    let now = Instant::now();
+                    for i in 0..n {
+                        self.handle(c, i, now);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // An ICMP error reported on the socket (e.g. nothing
+                    // listening); reading it cleared it.
+                    self.counters.recv_errors += 1;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, c: &mut Client, i: usize, now: Instant) {
+        let Some(bytes) = self.recv.packet(i) else {
+            self.counters.invalid[Invalid::Unparsable as usize] += 1;
+            return;
+        };
+        // Match on the transaction id even when the rest does not parse, so a
+        // malformed answer frees its slot instead of also timing out.
+        let Some(tid) = bytes.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            self.counters.invalid[Invalid::Unparsable as usize] += 1;
+            return;
+        };
+        let (expect, sent_at) = match c.inflight.complete(TransactionId(u32::from_be_bytes(tid))) {
+            Match::Found { expect, sent_at } => (expect, sent_at),
+            Match::Late => {
+                self.counters.late += 1;
+                return;
+            }
+            Match::Unknown => {
+                self.counters.invalid[Invalid::UnknownTransaction as usize] += 1;
+                return;
+            }
+        };
+        let verdict = match Response::parse(bytes) {
+            Some(response) => judge(&response, expect, self.ipv6),
+            None => Verdict::Invalid(Invalid::Unparsable),
+        };
+        let micros = now.saturating_duration_since(sent_at).as_micros();
+        let record = |hist: &mut Histogram<u64>| {
+            hist.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1))
+        };
+        match verdict {
+            Verdict::Connected(id) => {
+                record(&mut self.hist);
+                self.counters.answered[Kind::Connect as usize] += 1;
+                c.connection = Some(id);
+                c.connect_due = now + CONNECT_EVERY;
+                c.connecting = false;
+            }
+            Verdict::Announced { peers } => {
+                record(&mut self.hist);
+                self.counters.answered[Kind::Announce as usize] += 1;
+                self.counters.peers_returned += peers as u64;
+            }
+            Verdict::Scraped => {
+                record(&mut self.hist);
+                self.counters.answered[Kind::Scrape as usize] += 1;
+            }
+            Verdict::Error => {
+                record(&mut self.hist);
+                self.counters.errors += 1;
+                if expect.kind == Kind::Connect {
+                    c.connecting = false;
+                } else if match c.last_forced_connect {
+                    None => true,
+                    Some(t) => now.duration_since(t) >= Duration::from_secs(1),
+                } {
+                    // Perhaps the connection id expired: get a new one, but
+                    // at most once a second whatever the tracker says.
+                    c.connect_due = now;
+                    c.last_forced_connect = Some(now);
+                }
+            }
+            Verdict::Invalid(why) => self.counters.invalid[why as usize] += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect(kind: Kind) -> Expect {
+        Expect { kind, count: None }
+    }
+
+    #[test]
+    fn transaction_ids_match_once_then_are_unknown() {
+        let now = Instant::now();
+        let mut f = InFlight::new(2, Duration::from_secs(1), 0xdead_beef, now);
+        let a = f.take(expect(Kind::Announce), now).expect("room");
+        let b = f.take(expect(Kind::Scrape), now).expect("room");
+        assert!(f.take(expect(Kind::Scrape), now).is_none());
+        assert_ne!(a, b);
+        assert!(
+            matches!(f.complete(b), Match::Found { expect, .. } if expect.kind == Kind::Scrape)
+        );
+        assert!(matches!(f.complete(b), Match::Unknown));
+        assert!(matches!(f.complete(TransactionId(12345)), Match::Unknown));
+        assert!(f.has_room());
+        assert!(matches!(f.complete(a), Match::Found { .. }));
+    }
+
+    #[test]
+    fn timeouts_free_slots_and_late_answers_are_recognised() {
+        let now = Instant::now();
+        let mut f = InFlight::new(1, Duration::from_millis(100), 7, now);
+        let a = f.take(expect(Kind::Connect), now).expect("room");
+        let mut timed_out = Vec::new();
+        f.expire(now + Duration::from_millis(50), |k| timed_out.push(k));
+        assert!(timed_out.is_empty() && !f.has_room());
+        f.expire(now + Duration::from_millis(100), |k| timed_out.push(k));
+        assert_eq!(timed_out, [Kind::Connect]);
+        // The slot is reused with a new id; the old one's answer is late.
+        let b = f
+            .take(expect(Kind::Announce), now + Duration::from_millis(100))
+            .expect("room");
+        assert_ne!(a, b);
+        assert!(matches!(f.complete(a), Match::Late));
+        assert!(matches!(f.complete(b), Match::Found { .. }));
+        // An answered request does not time out later.
+        f.expire(now + Duration::from_secs(5), |k| timed_out.push(k));
+        assert_eq!(timed_out.len(), 1);
+    }
+
+    #[test]
+    fn receive_buffer_fits_the_largest_answer() {
+        assert!(recv_buffer_size(30) >= 20 + 30 * 18);
+        assert!(recv_buffer_size(2000) >= 20 + 2000 * 18);
+        assert!(recv_buffer_size(-1) >= 2048);
+    }
+}

@@ -1,0 +1,569 @@
+//! HTTP/1.1 connections of a socket worker: accept, read a request head,
+//! hand announces and scrapes to the swarm workers like UDP ones, write the
+//! bencoded answer, keep the connection for the next request.
+//!
+//! Bounds, so one client can't hurt the others: a connection holds at most
+//! one request head (`max_head_size`) and one response; it handles one
+//! request at a time (pipelined ones wait in its read buffer, which is
+//! bounded too); it is closed when idle or unread for `idle_timeout`; and a
+//! worker holds at most `max_connections`.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+
+use mio::{Interest, Poll, Token};
+
+use super::{Scrape, SocketWorker, CONN_BASE, LISTENER_BASE};
+use crate::protocol::http::{
+    self, AnnounceReply, HttpError, HttpRequest, ParseSettings, PeerFormat, Query,
+};
+use crate::protocol::udp::ScrapeStats;
+use crate::protocol::InfoHash;
+use crate::swarm::{Announce, AnnounceCounts, PeerAddr};
+use crate::workers::{shard_of, Origin, Reply, SwarmRequest};
+
+/// Settings of the HTTP front end, from `[http]` and `[announce]`.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub max_connections: usize,
+    pub max_head: usize,
+    pub idle_timeout: u32,
+    /// Lower case; None when off.
+    pub real_ip_header: Option<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub allow_ip_param: bool,
+    pub interval: u32,
+    pub min_interval: u32,
+    pub max_scrape: usize,
+}
+
+/// What a connection waits for from the swarm workers.
+#[derive(Clone, Copy, Debug)]
+enum Waiting {
+    /// `v6`: the family of the announced address, and so of the peers.
+    Announce {
+        format: PeerFormat,
+        keep_alive: bool,
+        v6: bool,
+    },
+    Scrape {
+        keep_alive: bool,
+    },
+}
+
+struct Conn {
+    stream: mio::net::TcpStream,
+    peer: SocketAddr,
+    /// Family of the listener, for the counters.
+    v6: bool,
+    generation: u32,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    waiting: Option<Waiting>,
+    close_after_write: bool,
+    /// The client closed its side: answer what was read, then close.
+    peer_closed: bool,
+    last_active: u32,
+}
+
+pub(super) struct Http {
+    listeners: Vec<(mio::net::TcpListener, bool)>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    open: usize,
+    next_generation: u32,
+    parse: ParseSettings,
+    body: Vec<u8>,
+}
+
+impl Http {
+    pub(super) fn new(
+        poll: &Poll,
+        listeners: Vec<std::net::TcpListener>,
+        settings: &HttpSettings,
+    ) -> io::Result<Http> {
+        let mut out = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let v6 = l.local_addr()?.is_ipv6();
+            let mut l = mio::net::TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            out.push((l, v6));
+        }
+        Ok(Http {
+            listeners: out,
+            conns: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            next_generation: 0,
+            parse: ParseSettings {
+                max_head: settings.max_head,
+                max_scrape: settings.max_scrape,
+                real_ip_header: settings.real_ip_header.clone(),
+            },
+            body: Vec::with_capacity(1024),
+        })
+    }
+}
+
+/// The client's address behind a trusted proxy: the last entry of
+/// X-Forwarded-For (the one the proxy added), or X-Real-IP.
+fn forwarded_ip(value: Option<&str>) -> Option<IpAddr> {
+    value?.rsplit(',').next()?.trim().parse().ok()
+}
+
+impl SocketWorker {
+    pub(super) fn http_accept(&mut self, listener: usize) {
+        loop {
+            let Some((l, v6)) = self.http.listeners.get(listener) else {
+                return;
+            };
+            let v6 = *v6;
+            let counters = self.stats.socket[self.id].http(v6);
+            let (mut stream, peer) = match l.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // E.g. out of file descriptors: try again at the next
+                    // event rather than spin.
+                    log::warn!("socket-{}: accept: {e}", self.id);
+                    return;
+                }
+            };
+            if self.http.open >= self.settings.http.max_connections {
+                counters.connections_refused.inc();
+                drop(stream);
+                continue;
+            }
+            let idx = match self.http.free.pop() {
+                Some(i) => i as usize,
+                None => {
+                    self.http.conns.push(None);
+                    self.http.conns.len() - 1
+                }
+            };
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(CONN_BASE + idx),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("socket-{}: register connection: {e}", self.id);
+                self.http.free.push(idx as u32);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            counters.connections_accepted.inc();
+            self.http.next_generation = self.http.next_generation.wrapping_add(1);
+            self.http.conns[idx] = Some(Conn {
+                stream,
+                peer,
+                v6,
+                generation: self.http.next_generation,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                wpos: 0,
+                waiting: None,
+                close_after_write: false,
+                peer_closed: false,
+                last_active: self.now,
+            });
+            self.http.open += 1;
+            self.http_conn_event(idx, true, false);
+        }
+    }
+
+    pub(super) fn http_conn_event(&mut self, idx: usize, readable: bool, writable: bool) {
+        if writable && !self.http_write(idx) {
+            return;
+        }
+        if readable && !self.http_read(idx) {
+            return;
+        }
+        self.http_process(idx);
+    }
+
+    /// Reads what the socket has, up to the head limit plus one read.
+    /// Returns false if the connection was closed.
+    fn http_read(&mut self, idx: usize) -> bool {
+        let limit = self.settings.http.max_head + 1;
+        let now = self.now;
+        let Some(Some(c)) = self.http.conns.get_mut(idx) else {
+            return false;
+        };
+        let mut chunk = [0u8; 4096];
+        let mut received = 0;
+        loop {
+            if c.rbuf.len() >= limit {
+                // Full: leave the rest in the kernel until this is handled.
+                break;
+            }
+            let room = (limit - c.rbuf.len()).min(chunk.len());
+            match c.stream.read(&mut chunk[..room]) {
+                Ok(0) => {
+                    c.peer_closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.rbuf.extend_from_slice(&chunk[..n]);
+                    received += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.http_close(idx);
+                    return false;
+                }
+            }
+        }
+        if received > 0 {
+            c.last_active = now;
+            let v6 = c.v6;
+            self.stats.socket[self.id]
+                .http(v6)
+                .bytes_received
+                .add(received as u64);
+        }
+        true
+    }
+
+    /// Handles buffered requests, one at a time, while nothing is pending.
+    fn http_process(&mut self, idx: usize) {
+        loop {
+            let Some(Some(c)) = self.http.conns.get_mut(idx) else {
+                return;
+            };
+            if c.waiting.is_some() || c.wpos < c.wbuf.len() || c.close_after_write {
+                return;
+            }
+            let parsed = http::parse(&c.rbuf, &self.http.parse);
+            let v6 = c.v6;
+            match parsed {
+                Ok(None) => {
+                    if c.peer_closed {
+                        self.http_close(idx);
+                    } else if c.rbuf.len() > self.settings.http.max_head {
+                        self.http_error(idx, HttpError::HeadTooLarge);
+                    }
+                    return;
+                }
+                Ok(Some((req, used))) => {
+                    c.rbuf.drain(..used);
+                    self.http_handle(idx, req);
+                }
+                Err(e) => {
+                    c.rbuf.clear();
+                    let counters = self.stats.socket[self.id].http(v6);
+                    match e {
+                        HttpError::Failure(_) => counters.errors_request.inc(),
+                        _ => counters.errors_malformed.inc(),
+                    }
+                    self.http_error(idx, e);
+                }
+            }
+        }
+    }
+
+    fn http_handle(&mut self, idx: usize, req: HttpRequest) {
+        let Some(Some(c)) = self.http.conns.get_mut(idx) else {
+            return;
+        };
+        let v6 = c.v6;
+        let counters = self.stats.socket[self.id].http(v6);
+        let keep_alive = req.keep_alive && !c.peer_closed;
+        // The client's address: the TCP peer, or what a trusted proxy says.
+        let mut client_ip = c.peer.ip();
+        if self.settings.http.real_ip_header.is_some()
+            && self.settings.http.trusted_proxies.contains(&client_ip)
+        {
+            match forwarded_ip(req.forwarded_for.as_deref()) {
+                Some(ip) => client_ip = ip,
+                None => {
+                    counters.errors_request.inc();
+                    self.http_reply_failure(
+                        idx,
+                        "missing or invalid forwarded address",
+                        keep_alive,
+                    );
+                    return;
+                }
+            }
+        }
+        let origin = Origin {
+            addr: c.peer,
+            reply: Reply::Http {
+                conn: idx as u32,
+                generation: c.generation,
+            },
+        };
+        match req.query {
+            Query::Announce(a) => {
+                counters.requests_announce.inc();
+                if self.settings.http.allow_ip_param {
+                    if let Some(ip) = a.ip {
+                        client_ip = ip;
+                    }
+                }
+                let peer = SocketAddr::new(client_ip, a.port);
+                let format = if a.compact {
+                    PeerFormat::Compact
+                } else {
+                    PeerFormat::Dictionary
+                };
+                let addr = PeerAddr::from_socket_addr(peer);
+                c.waiting = Some(Waiting::Announce {
+                    format,
+                    keep_alive,
+                    v6: matches!(addr, PeerAddr::V6(_)),
+                });
+                let shard = shard_of(&a.info_hash, self.outgoing.len());
+                self.outgoing[shard].push(SwarmRequest::Announce {
+                    origin,
+                    announce: Announce {
+                        info_hash: a.info_hash,
+                        addr,
+                        event: a.event,
+                        seeder: a.left == 0,
+                        num_want: a.numwant.map_or(-1, |n| n.min(i32::MAX as u32) as i32),
+                    },
+                });
+            }
+            Query::Scrape(hashes) => {
+                counters.requests_scrape.inc();
+                c.waiting = Some(Waiting::Scrape { keep_alive });
+                let scrape = Scrape {
+                    pending: &mut self.pending,
+                    free_pending: &mut self.free_pending,
+                    next_generation: &mut self.next_generation,
+                    outgoing: &mut self.outgoing,
+                    now: self.now,
+                };
+                if !scrape.start(origin, &hashes, true) {
+                    counters.dropped_channel_full.inc();
+                    c.waiting = None;
+                    self.http_reply_failure(idx, "tracker busy, try again", keep_alive);
+                }
+            }
+        }
+        // Hand it over now rather than after the next UDP batch: an HTTP
+        // request should not wait for unrelated traffic.
+        self.send_batches();
+    }
+
+    /// The connection `conn` if it is still the one with `generation`.
+    fn http_conn(&mut self, conn: u32, generation: u32) -> Option<&mut Conn> {
+        match self.http.conns.get_mut(conn as usize) {
+            Some(Some(c)) if c.generation == generation => Some(c),
+            _ => None,
+        }
+    }
+
+    pub(super) fn http_announce_reply(
+        &mut self,
+        conn: u32,
+        generation: u32,
+        counts: AnnounceCounts,
+        peers: &[u8],
+    ) {
+        let reply = AnnounceReply {
+            interval: self.settings.http.interval,
+            min_interval: self.settings.http.min_interval,
+            complete: counts.seeders,
+            incomplete: counts.leechers,
+        };
+        let mut body = std::mem::take(&mut self.http.body);
+        let Some(c) = self.http_conn(conn, generation) else {
+            return;
+        };
+        let Some(Waiting::Announce {
+            format,
+            keep_alive,
+            v6,
+        }) = c.waiting.take()
+        else {
+            return;
+        };
+        body.clear();
+        http::write_announce_body(&mut body, &reply, format, v6, peers, &[]);
+        http::write_response(&mut c.wbuf, "200 OK", keep_alive, &body);
+        c.close_after_write = !keep_alive;
+        let counters_v6 = c.v6;
+        self.http.body = body;
+        self.stats.socket[self.id]
+            .http(counters_v6)
+            .responses_announce
+            .inc();
+        self.http_after_reply(conn as usize);
+    }
+
+    pub(super) fn http_scrape_reply(
+        &mut self,
+        conn: u32,
+        generation: u32,
+        hashes: &[InfoHash],
+        stats: &[ScrapeStats],
+    ) {
+        let mut body = std::mem::take(&mut self.http.body);
+        let Some(c) = self.http_conn(conn, generation) else {
+            return;
+        };
+        let Some(Waiting::Scrape { keep_alive }) = c.waiting.take() else {
+            return;
+        };
+        let mut files: Vec<(InfoHash, ScrapeStats)> =
+            hashes.iter().copied().zip(stats.iter().copied()).collect();
+        body.clear();
+        http::write_scrape_body(&mut body, &mut files);
+        http::write_response(&mut c.wbuf, "200 OK", keep_alive, &body);
+        c.close_after_write = !keep_alive;
+        let v6 = c.v6;
+        self.http.body = body;
+        self.stats.socket[self.id].http(v6).responses_scrape.inc();
+        self.http_after_reply(conn as usize);
+    }
+
+    /// A failure for a request that was handed over and then lost.
+    pub(super) fn http_failure(&mut self, conn: u32, generation: u32, reason: &str) {
+        let Some(c) = self.http_conn(conn, generation) else {
+            return;
+        };
+        let keep_alive = match c.waiting.take() {
+            Some(Waiting::Announce { keep_alive, .. }) | Some(Waiting::Scrape { keep_alive }) => {
+                keep_alive
+            }
+            None => return,
+        };
+        self.http_reply_failure(conn as usize, reason, keep_alive);
+        self.http_after_reply(conn as usize);
+    }
+
+    /// Queues a `failure reason` reply (HTTP 200, as clients expect).
+    fn http_reply_failure(&mut self, idx: usize, reason: &str, keep_alive: bool) {
+        let mut body = std::mem::take(&mut self.http.body);
+        body.clear();
+        http::write_failure_body(&mut body, reason);
+        if let Some(Some(c)) = self.http.conns.get_mut(idx) {
+            http::write_response(&mut c.wbuf, "200 OK", keep_alive, &body);
+            c.close_after_write |= !keep_alive;
+            let v6 = c.v6;
+            self.stats.socket[self.id].http(v6).responses_error.inc();
+        }
+        self.http.body = body;
+        self.http_write(idx);
+    }
+
+    fn http_error(&mut self, idx: usize, e: HttpError) {
+        let (status, reason, close) = match e {
+            HttpError::Failure(reason) => ("200 OK", reason, false),
+            HttpError::BadRequest => ("400 Bad Request", "bad request", true),
+            HttpError::HeadTooLarge => (
+                "431 Request Header Fields Too Large",
+                "request head too large",
+                true,
+            ),
+            HttpError::MethodNotAllowed => ("405 Method Not Allowed", "only GET", true),
+            HttpError::NotFound => (
+                "404 Not Found",
+                "not found: use /announce or /scrape",
+                false,
+            ),
+        };
+        let mut body = std::mem::take(&mut self.http.body);
+        body.clear();
+        http::write_failure_body(&mut body, reason);
+        if let Some(Some(c)) = self.http.conns.get_mut(idx) {
+            let keep_alive = !close && !c.peer_closed;
+            http::write_response(&mut c.wbuf, status, keep_alive, &body);
+            c.close_after_write |= !keep_alive;
+            let v6 = c.v6;
+            self.stats.socket[self.id].http(v6).responses_error.inc();
+        }
+        self.http.body = body;
+        self.http_write(idx);
+    }
+
+    /// After a reply was queued: send it, then go on with the next request.
+    fn http_after_reply(&mut self, idx: usize) {
+        if self.http_write(idx) {
+            self.http_process(idx);
+        }
+    }
+
+    /// Writes what the connection has queued. Returns false if it was closed.
+    fn http_write(&mut self, idx: usize) -> bool {
+        let now = self.now;
+        let Some(Some(c)) = self.http.conns.get_mut(idx) else {
+            return false;
+        };
+        let mut sent = 0;
+        while c.wpos < c.wbuf.len() {
+            match c.stream.write(&c.wbuf[c.wpos..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.wpos += n;
+                    sent += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.http_close(idx);
+                    return false;
+                }
+            }
+        }
+        if sent > 0 {
+            c.last_active = now;
+            let v6 = c.v6;
+            self.stats.socket[self.id]
+                .http(v6)
+                .bytes_sent
+                .add(sent as u64);
+        }
+        if c.wpos == c.wbuf.len() {
+            c.wbuf.clear();
+            c.wpos = 0;
+            if c.close_after_write {
+                self.http_close(idx);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn http_close(&mut self, idx: usize) {
+        if let Some(mut c) = self.http.conns.get_mut(idx).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.http.free.push(idx as u32);
+            self.http.open -= 1;
+        }
+    }
+
+    /// Closes connections idle (or not reading their response) for longer
+    /// than the timeout.
+    pub(super) fn http_expire_idle(&mut self) {
+        let now = self.now;
+        let timeout = self.settings.http.idle_timeout;
+        for idx in 0..self.http.conns.len() {
+            let expired = match &self.http.conns[idx] {
+                Some(c) => now.saturating_sub(c.last_active) > timeout,
+                None => false,
+            };
+            if expired {
+                let v6 = self.http.conns[idx].as_ref().is_some_and(|c| c.v6);
+                self.stats.socket[self.id]
+                    .http(v6)
+                    .connections_timed_out
+                    .inc();
+                self.http_close(idx);
+            }
+        }
+    }
+
+    /// On the way out: one last try to send what is queued.
+    pub(super) fn http_flush_all(&mut self) {
+        for idx in 0..self.http.conns.len() {
+            self.http_write(idx);
+        }
+    }
+}
