@@ -1,6 +1,6 @@
 //! A real BitTorrent client (libtorrent, through its Python binding) finds
-//! another one through swarmd and downloads a file from it, over UDP on
-//! 127.0.0.1 and ::1. Needs Debian's python3-libtorrent (`.ci/run` installs
+//! another one through swarmd and downloads a file from it, over UDP and
+//! HTTP on 127.0.0.1 and ::1. Needs Debian's python3-libtorrent (`.ci/run` installs
 //! it); the script bounds itself to 60 seconds.
 
 mod util;
@@ -52,6 +52,23 @@ fn libtorrent_peers_find_each_other_over_udp() {
     run_swarm(&format!("udp://{v4}/announce"), "127.0.0.1");
     run_swarm(&format!("udp://{v6}/announce"), "::1");
     let (announces_v4, announces_v6) = t.stats().udp_total(|f| &f.responses_announce);
+    assert!(
+        announces_v4 >= 2 && announces_v6 >= 2,
+        "{announces_v4} {announces_v6}"
+    );
+    t.stop().unwrap();
+}
+
+#[test]
+fn libtorrent_peers_find_each_other_over_http() {
+    if !libtorrent_available() {
+        return;
+    }
+    let t = util::tracker();
+    let (v4, v6) = (t.http_addrs()[0], t.http_addrs()[1]);
+    run_swarm(&format!("http://{v4}/announce"), "127.0.0.1");
+    run_swarm(&format!("http://{v6}/announce"), "::1");
+    let (announces_v4, announces_v6) = t.stats().http_total(|f| &f.responses_announce);
     assert!(
         announces_v4 >= 2 && announces_v6 >= 2,
         "{announces_v4} {announces_v6}"

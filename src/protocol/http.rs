@@ -139,11 +139,11 @@ pub fn parse(
             } else if v.eq_ignore_ascii_case(b"keep-alive") {
                 keep_alive = true;
             }
-        } else if h.name.eq_ignore_ascii_case("content-length")
-            && h.value.iter().any(|&b| b != b'0' && b != b' ')
+        } else if (h.name.eq_ignore_ascii_case("content-length")
+            && h.value.iter().any(|&b| b != b'0' && b != b' '))
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
         {
-            return Err(HttpError::BadRequest);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // A GET with a body: refused rather than read.
             return Err(HttpError::BadRequest);
         } else if let Some(name) = &settings.real_ip_header {
             if h.name.eq_ignore_ascii_case(name) {
@@ -459,7 +459,7 @@ pub fn write_announce_body(
 /// Writes a bencoded scrape body (BEP 48). Keys are sorted, as bencode
 /// requires; a hash asked for twice appears once.
 pub fn write_scrape_body(out: &mut Vec<u8>, files: &mut [(InfoHash, ScrapeStats)]) {
-    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    files.sort_unstable_by_key(|f| f.0);
     out.push(b'd');
     bencode::bytes(out, b"files");
     out.push(b'd');
@@ -553,7 +553,7 @@ mod tests {
         let mut s = settings();
         s.max_head = 64;
         assert_eq!(parse(&req, &s), Err(HttpError::HeadTooLarge));
-        assert_eq!(parse(&vec![b'G'; 100], &s), Err(HttpError::HeadTooLarge));
+        assert_eq!(parse(&[b'G'; 100], &s), Err(HttpError::HeadTooLarge));
         assert_eq!(
             parse(b"\x01\x02 / HTTP/1.1\r\n\r\n", &s),
             Err(HttpError::BadRequest)

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
