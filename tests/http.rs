@@ -322,9 +322,10 @@ fn http_counters_rise() {
     let mut c = HttpClient::connect(t.http_addrs()[1]);
     c.get(&announce_path(hash(70), &[1; 20], 6000, 0, ""));
     c.get(&scrape_path(&[hash(70)]));
-    let s = t.stats();
+    // Read after stop: every worker's writes are then visible.
+    let s = t.stats().clone();
+    t.stop().unwrap();
     assert_eq!(s.http_total(|f| &f.requests_announce), (0, 1));
     assert_eq!(s.http_total(|f| &f.responses_scrape), (0, 1));
     assert_eq!(s.http_total(|f| &f.connections_accepted), (0, 1));
-    t.stop().unwrap();
 }

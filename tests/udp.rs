@@ -292,11 +292,12 @@ fn counters_rise_with_traffic() {
     let mut c = Client::new(t.udp_addrs()[0]);
     c.announce(hash(12), AnnounceEvent::Started, 1);
     c.scrape(&[hash(12)]);
-    let s = t.stats();
+    // Read after stop: every worker's writes are then visible.
+    let s = t.stats().clone();
+    t.stop().unwrap();
     assert_eq!(s.udp_total(|f| &f.requests_connect), (1, 0));
     assert_eq!(s.udp_total(|f| &f.responses_announce), (1, 0));
     assert_eq!(s.udp_total(|f| &f.responses_scrape), (1, 0));
     assert_eq!(s.swarm_total(|w| &w.announces), 1);
     assert!(s.udp_total(|f| &f.bytes_sent).0 >= 16 + 20 + 20);
-    t.stop().unwrap();
 }
