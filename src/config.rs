@@ -25,6 +25,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub announce: AnnounceConfig,
     pub swarm: SwarmTable,
+    pub stats: StatsConfig,
+    pub privileges: PrivilegesConfig,
     pub log: LogConfig,
 }
 
@@ -181,6 +183,49 @@ impl Default for SwarmTable {
     }
 }
 
+/// `[stats]`: the read-only stats endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Address of the endpoint (`/metrics`, `/stats`, `/torrents`,
+    /// `/healthz`). Keep it on loopback or behind a firewall. Empty turns it
+    /// off.
+    pub address: String,
+    /// Seconds between two samples of the counters, for the rates.
+    pub interval: Positive,
+    /// Largest torrents each swarm worker remembers per cleaning pass, for
+    /// `/torrents?top=N`.
+    pub top_torrents: usize,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            address: "127.0.0.1:9000".into(),
+            interval: Positive(5),
+            top_torrents: 100,
+        }
+    }
+}
+
+impl StatsConfig {
+    /// The address, or None when the endpoint is off. Checked at load.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.address.parse().ok()
+    }
+}
+
+/// `[privileges]`: dropping root after binding, outside systemd.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivilegesConfig {
+    /// When started as root (and not by systemd, whose unit runs swarmd as
+    /// its own user), switch to this user after binding. Empty: stay.
+    pub user: String,
+    /// Group to switch to; empty means the user's primary group.
+    pub group: String,
+}
+
 /// `[log]`
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -286,6 +331,15 @@ impl Config {
         }
         if self.announce.default_numwant > self.announce.max_numwant {
             return Err("announce.default_numwant is larger than announce.max_numwant".into());
+        }
+        if !self.stats.address.is_empty() && self.stats.socket_addr().is_none() {
+            return Err(format!(
+                "stats.address {:?} is not an address like 127.0.0.1:9000 (or \"\" for off)",
+                self.stats.address
+            ));
+        }
+        if self.privileges.user.is_empty() && !self.privileges.group.is_empty() {
+            return Err("privileges.group is set without privileges.user".into());
         }
         if self.udp.max_scrape_torrents.get() > 255 {
             return Err("udp.max_scrape_torrents is above 255".into());

@@ -4,10 +4,12 @@
 //! line, loads the configuration and calls [`start`]. Tests do the same on
 //! port 0.
 
+pub mod access;
 pub mod config;
 pub mod connection_id;
 pub mod protocol;
 pub mod stats;
+pub mod stats_server;
 pub mod swarm;
 mod sys;
 pub mod tracker;

@@ -67,6 +67,12 @@ counter_struct!(
         errors_malformed,
         /// Bad field with a valid connection id: answered with an error.
         errors_request,
+        /// Announces for a torrent the access list refuses: answered with
+        /// "torrent not allowed".
+        errors_not_allowed,
+        /// Announces and scrapes with a missing or unknown passkey (when
+        /// passkeys are on): answered with an error.
+        errors_passkey,
         /// Batches to a swarm worker that found its channel full: requests
         /// dropped.
         dropped_channel_full,
@@ -123,6 +129,10 @@ counter_struct!(
         not_stored,
         /// Peers removed by cleaning after their timeout.
         peers_expired,
+        /// Torrents and their peers purged by cleaning because the access
+        /// list no longer allows them.
+        torrents_purged,
+        peers_purged,
         /// Gauges, refreshed after each cleaning pass.
         torrents,
         peers_v4,
@@ -137,6 +147,13 @@ counter_struct!(
 pub struct Stats {
     pub socket: Vec<CachePadded<SocketCounters>>,
     pub swarm: Vec<CachePadded<SwarmCounters>>,
+    /// Each swarm worker's largest torrents, as of its last cleaning pass.
+    pub top: Vec<
+        parking_lot::Mutex<Vec<(crate::protocol::InfoHash, crate::protocol::udp::ScrapeStats)>>,
+    >,
+    /// Worker threads running; set by the tracker, lowered as they end.
+    pub workers_alive: std::sync::atomic::AtomicUsize,
+    pub workers_started: usize,
     pub started: std::time::Instant,
 }
 
@@ -145,6 +162,9 @@ impl Stats {
         Stats {
             socket: (0..socket_workers).map(|_| Default::default()).collect(),
             swarm: (0..swarm_workers).map(|_| Default::default()).collect(),
+            top: (0..swarm_workers).map(|_| Default::default()).collect(),
+            workers_alive: std::sync::atomic::AtomicUsize::new(socket_workers + swarm_workers),
+            workers_started: socket_workers + swarm_workers,
             started: std::time::Instant::now(),
         }
     }
@@ -161,6 +181,11 @@ impl Stats {
         self.socket.iter().fold((0, 0), |(a, b), s| {
             (a + pick(&s.http_v4).get(), b + pick(&s.http_v6).get())
         })
+    }
+
+    /// True while every worker thread runs.
+    pub fn healthy(&self) -> bool {
+        self.workers_alive.load(std::sync::atomic::Ordering::SeqCst) == self.workers_started
     }
 
     /// Sum of one swarm counter over swarm workers.

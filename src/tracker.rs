@@ -18,11 +18,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::connection_id::ConnectionIds;
+use crate::protocol::udp::ScrapeStats;
+use crate::protocol::InfoHash;
 use crate::stats::Stats;
 use crate::swarm::Swarms;
 use crate::workers::socket::{HttpSettings, SocketSettings, SocketWorker, Sockets, WAKE_TOKEN};
 use crate::workers::swarm::SwarmWorker;
-use crate::workers::{Shutdown, Wake};
+use crate::workers::{shard_of, Control, SharedSettings, Shutdown, Wake};
 
 /// Why a tracker could not start.
 #[derive(Debug)]
@@ -66,16 +68,70 @@ pub struct Tracker {
     socket_threads: Vec<JoinHandle<()>>,
     swarm_threads: Vec<JoinHandle<()>>,
     deaths: Receiver<String>,
+    view: TrackerView,
+    stats_addr: Option<SocketAddr>,
+    stats_waker: Option<mio::Waker>,
+    stats_thread: Option<JoinHandle<()>>,
+    shared_settings: Arc<SharedSettings>,
+    /// The configuration it runs with (after reloads).
+    config: parking_lot::Mutex<Config>,
+}
+
+/// What the stats endpoint may ask of a running tracker: counters, and
+/// questions to the swarm workers. Cheap to clone.
+#[derive(Clone)]
+pub struct TrackerView {
+    pub stats: Arc<Stats>,
+    controls: Vec<Sender<Control>>,
+}
+
+impl TrackerView {
+    /// One torrent's counts, asked of the swarm worker that holds it. None
+    /// if it did not answer within a second (stopping, or swamped).
+    pub fn torrent(&self, info_hash: InfoHash) -> Option<ScrapeStats> {
+        let (tx, rx) = bounded(1);
+        let shard = shard_of(&info_hash, self.controls.len());
+        self.controls[shard]
+            .send_timeout(
+                Control::Torrent {
+                    info_hash,
+                    reply: tx,
+                },
+                Duration::from_secs(1),
+            )
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    }
+
+    /// The `n` largest torrents as of the swarm workers' last cleaning
+    /// passes, largest first.
+    pub fn top(&self, n: usize) -> Vec<(InfoHash, ScrapeStats)> {
+        let mut all: Vec<(InfoHash, ScrapeStats)> = self
+            .stats
+            .top
+            .iter()
+            .flat_map(|t| t.lock().clone())
+            .collect();
+        all.sort_unstable_by_key(|(h, s)| {
+            (std::cmp::Reverse(s.seeders as u64 + s.leechers as u64), *h)
+        });
+        all.truncate(n);
+        all
+    }
 }
 
 /// Sends the thread's name when the thread ends, however it ends.
 struct DeathNotice {
     name: String,
     tx: Sender<String>,
+    stats: Arc<Stats>,
 }
 
 impl Drop for DeathNotice {
     fn drop(&mut self) {
+        self.stats
+            .workers_alive
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let _ = self.tx.send(self.name.clone());
     }
 }
@@ -83,11 +139,13 @@ impl Drop for DeathNotice {
 fn spawn(
     name: String,
     deaths: &Sender<String>,
+    stats: &Arc<Stats>,
     f: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     let notice = DeathNotice {
         name: name.clone(),
         tx: deaths.clone(),
+        stats: stats.clone(),
     };
     std::thread::Builder::new().name(name).spawn(move || {
         let _notice = notice;
@@ -163,6 +221,27 @@ fn bind_all(
     Ok(sockets)
 }
 
+/// The socket workers' settings from a configuration.
+fn socket_settings(config: &Config) -> SocketSettings {
+    let real_ip_header =
+        Some(config.http.real_ip_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
+    SocketSettings {
+        interval: config.announce.interval.get(),
+        max_scrape_torrents: config.udp.max_scrape_torrents.get() as usize,
+        http: HttpSettings {
+            max_connections: config.http.max_connections.get() as usize,
+            max_head: config.http.max_head_size.get() as usize,
+            idle_timeout: config.http.idle_timeout.get(),
+            real_ip_header,
+            trusted_proxies: config.http.trusted_proxies.clone(),
+            allow_ip_param: config.http.allow_ip_param,
+            interval: config.announce.interval.get(),
+            min_interval: config.announce.min_interval.get(),
+            max_scrape: config.udp.max_scrape_torrents.get() as usize,
+        },
+    }
+}
+
 /// Starts a tracker with `config`: returns once every socket is bound.
 pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let socket_workers = config.workers.socket_workers.get();
@@ -215,41 +294,35 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let (response_txs, response_rxs): (Vec<_>, Vec<_>) =
         (0..socket_workers).map(|_| bounded(capacity)).unzip();
 
+    let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..swarm_workers).map(|_| bounded(16)).unzip();
+
     let mut swarm_threads = Vec::with_capacity(swarm_workers);
-    for (id, rx) in request_rxs.into_iter().enumerate() {
+    for (id, (rx, control)) in request_rxs.into_iter().zip(control_rxs).enumerate() {
         let worker = SwarmWorker {
             id,
-            swarms: Swarms::new(config.swarm_config()),
+            swarms: {
+                let mut s = Swarms::new(config.swarm_config());
+                s.set_top_len(config.stats.top_torrents);
+                s
+            },
             requests: rx,
+            control,
             responses: response_txs.clone(),
             wakes: wakes.clone(),
             stats: stats.clone(),
             cleaning_interval: Duration::from_secs(config.swarm.cleaning_interval.get() as u64),
             started,
         };
-        swarm_threads.push(spawn(format!("swarm-{id}"), &death_tx, move || {
-            worker.run()
-        })?);
+        swarm_threads.push(spawn(
+            format!("swarm-{id}"),
+            &death_tx,
+            &stats,
+            move || worker.run(),
+        )?);
     }
     drop(response_txs);
 
-    let real_ip_header =
-        Some(config.http.real_ip_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
-    let settings = SocketSettings {
-        interval: config.announce.interval.get(),
-        max_scrape_torrents: config.udp.max_scrape_torrents.get() as usize,
-        http: HttpSettings {
-            max_connections: config.http.max_connections.get() as usize,
-            max_head: config.http.max_head_size.get() as usize,
-            idle_timeout: config.http.idle_timeout.get(),
-            real_ip_header,
-            trusted_proxies: config.http.trusted_proxies.clone(),
-            allow_ip_param: config.http.allow_ip_param,
-            interval: config.announce.interval.get(),
-            min_interval: config.announce.min_interval.get(),
-            max_scrape: config.udp.max_scrape_torrents.get() as usize,
-        },
-    };
+    let shared_settings = Arc::new(SharedSettings::new(socket_settings(config)));
     let mut socket_threads = Vec::with_capacity(socket_workers);
     for (id, ((poll, socks), rx)) in polls.into_iter().zip(sockets).zip(response_rxs).enumerate() {
         let worker = SocketWorker::new(
@@ -262,18 +335,57 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             wakes.clone(),
             shutdown.clone(),
             stats.clone(),
-            settings.clone(),
+            shared_settings.clone(),
             started,
         )?;
-        socket_threads.push(spawn(format!("socket-{id}"), &death_tx, move || {
-            if let Err(e) = worker.run() {
-                log::error!("socket-{id} failed: {e}");
-            }
-        })?);
+        socket_threads.push(spawn(
+            format!("socket-{id}"),
+            &death_tx,
+            &stats,
+            move || {
+                if let Err(e) = worker.run() {
+                    log::error!("socket-{id} failed: {e}");
+                }
+            },
+        )?);
     }
     drop(request_txs);
 
+    let view = TrackerView {
+        stats: stats.clone(),
+        controls,
+    };
+    let mut stats_addr = None;
+    let mut stats_waker = None;
+    let mut stats_thread = None;
+    if let Some(addr) = config.stats.socket_addr() {
+        let (server, bound, waker) = crate::stats_server::bind(
+            addr,
+            view.clone(),
+            shutdown.clone(),
+            Duration::from_secs(config.stats.interval.get() as u64),
+            config.stats.top_torrents * swarm_workers,
+        )
+        .map_err(|error| StartError::Bind {
+            proto: "stats (TCP)",
+            addr,
+            error,
+        })?;
+        stats_addr = Some(bound);
+        stats_waker = Some(waker);
+        stats_thread = Some(
+            std::thread::Builder::new()
+                .name("stats".into())
+                .spawn(move || server.run())?,
+        );
+    }
     Ok(Tracker {
+        stats_addr,
+        stats_waker,
+        stats_thread,
+        config: parking_lot::Mutex::new(config.clone()),
+        view,
+        shared_settings,
         udp_addrs,
         http_addrs,
         stats,
@@ -301,6 +413,47 @@ impl Tracker {
         &self.stats
     }
 
+    /// The stats endpoint's address, when it is on.
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_addr
+    }
+
+    /// A handle for the stats endpoint.
+    pub fn view(&self) -> TrackerView {
+        self.view.clone()
+    }
+
+    /// Applies what can change without a restart: announce and swarm
+    /// settings, HTTP limits. Returns the keys that changed but need a
+    /// restart (addresses, worker counts, buffers, channel sizes).
+    pub fn reload(&self, new: &Config) -> Vec<&'static str> {
+        let mut current = self.config.lock();
+        let mut restart = Vec::new();
+        if new.udp.addresses != current.udp.addresses {
+            restart.push("udp.addresses");
+        }
+        if new.udp.recv_buffer_size != current.udp.recv_buffer_size
+            || new.udp.send_buffer_size != current.udp.send_buffer_size
+        {
+            restart.push("udp buffer sizes");
+        }
+        if new.http.addresses != current.http.addresses {
+            restart.push("http.addresses");
+        }
+        if new.workers != current.workers {
+            restart.push("[workers]");
+        }
+        if new.swarm.cleaning_interval != current.swarm.cleaning_interval {
+            restart.push("swarm.cleaning_interval");
+        }
+        for c in &self.view.controls {
+            let _ = c.send_timeout(Control::Config(new.swarm_config()), Duration::from_secs(1));
+        }
+        self.shared_settings.set(socket_settings(new));
+        *current = new.clone();
+        restart
+    }
+
     /// Names of worker threads as they end. While the tracker runs, any
     /// message here means a worker died.
     pub fn deaths(&self) -> &Receiver<String> {
@@ -315,6 +468,12 @@ impl Tracker {
         self.shutdown.request();
         for w in self.wakes.iter() {
             let _ = w.waker.wake();
+        }
+        if let Some(w) = &self.stats_waker {
+            let _ = w.wake();
+        }
+        if let Some(h) = self.stats_thread {
+            let _ = h.join();
         }
         let mut panicked = Vec::new();
         for h in self.socket_threads.into_iter().chain(self.swarm_threads) {

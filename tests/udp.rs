@@ -265,6 +265,7 @@ fn a_taken_port_stops_start_up_naming_the_address() {
     let mut config = swarmd::Config::default();
     config.udp.addresses = vec![taken];
     config.http.addresses = vec![];
+    config.stats.address = String::new();
     match swarmd::start(&config) {
         Err(e) => assert!(e.to_string().contains(&taken.to_string()), "{e}"),
         Ok(_) => panic!("a second tracker bound a taken port"),

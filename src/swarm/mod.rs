@@ -417,6 +417,44 @@ pub struct Swarms {
     rng: fastrand::Rng,
     /// Where the next cleaning step starts.
     clean_cursor: usize,
+    /// Running totals, kept up to date by every change so that reading them
+    /// never walks the torrents.
+    gauges: Gauges,
+    /// The largest torrents seen by the cleaning pass under way.
+    top_in_pass: Vec<(InfoHash, ScrapeStats)>,
+    /// The largest torrents of the last finished pass, largest first.
+    top: Vec<(InfoHash, ScrapeStats)>,
+    top_len: usize,
+    /// Torrents that fail it are purged by the cleaning pass (access lists).
+    filter: Option<TorrentFilter>,
+    /// Torrents and peers purged by `filter`, since the start.
+    purged: (u64, u64),
+}
+
+/// Which torrents may stay in memory; the cleaning pass purges the others.
+pub type TorrentFilter = std::sync::Arc<dyn Fn(&InfoHash) -> bool + Send + Sync>;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Gauges {
+    peers_v4: u64,
+    peers_v6: u64,
+    seeders: u64,
+}
+
+impl Torrent {
+    /// (IPv4 peers, IPv6 peers, seeders)
+    fn shape(&self) -> (u64, u64, u64) {
+        let v6 = self.v6.as_ref().map_or(0, |s| s.len());
+        (self.v4.len() as u64, v6 as u64, self.counts().0 as u64)
+    }
+}
+
+impl Gauges {
+    fn apply(&mut self, before: (u64, u64, u64), after: (u64, u64, u64)) {
+        self.peers_v4 = self.peers_v4 + after.0 - before.0;
+        self.peers_v6 = self.peers_v6 + after.1 - before.1;
+        self.seeders = self.seeders + after.2 - before.2;
+    }
 }
 
 impl Swarms {
@@ -428,6 +466,59 @@ impl Swarms {
             hasher: ahash::RandomState::new(),
             rng: fastrand::Rng::new(),
             clean_cursor: 0,
+            gauges: Gauges::default(),
+            top_in_pass: Vec::new(),
+            top: Vec::new(),
+            top_len: 100,
+            filter: None,
+            purged: (0, 0),
+        }
+    }
+
+    /// Sets the test torrents must pass to stay; the next cleaning passes
+    /// purge those that fail it, peers and counts.
+    pub fn set_filter(&mut self, filter: Option<TorrentFilter>) {
+        self.filter = filter;
+    }
+
+    /// (torrents, peers) purged by the filter since the start.
+    pub fn purged(&self) -> (u64, u64) {
+        self.purged
+    }
+
+    /// How many of the largest torrents a cleaning pass remembers (see
+    /// [`Swarms::top`]).
+    pub fn set_top_len(&mut self, n: usize) {
+        self.top_len = n;
+    }
+
+    /// The largest torrents (by peers) as of the last finished cleaning
+    /// pass, largest first.
+    pub fn top(&self) -> &[(InfoHash, ScrapeStats)] {
+        &self.top
+    }
+
+    /// Remembers `t` if it is among the largest of the pass under way.
+    fn consider_top(&mut self, hash: InfoHash, stats: ScrapeStats) {
+        let size = |s: &ScrapeStats| s.seeders as u64 + s.leechers as u64;
+        if self.top_len == 0 || size(&stats) == 0 {
+            return;
+        }
+        if self.top_in_pass.len() < self.top_len {
+            self.top_in_pass.push((hash, stats));
+            return;
+        }
+        // A linear scan for the smallest: top_len is small, and a torrent
+        // only gets here when it beats it.
+        if let Some((i, smallest)) = self
+            .top_in_pass
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, s))| size(s))
+        {
+            if size(&stats) > size(&smallest.1) {
+                self.top_in_pass[i] = (hash, stats);
+            }
         }
     }
 
@@ -499,6 +590,7 @@ impl Swarms {
         let expiry = now.saturating_add(self.config.peer_timeout);
         let max_peers = self.config.max_peers_per_torrent;
         let torrent = &mut self.torrents[pos].1;
+        let before = torrent.shape();
         let (peers, completed, not_stored) = match req.addr {
             PeerAddr::V4(a) => torrent.v4.announce(
                 a,
@@ -533,6 +625,7 @@ impl Swarms {
             torrent.completed = torrent.completed.saturating_add(1);
         }
         let (seeders, leechers) = torrent.counts();
+        self.gauges.apply(before, torrent.shape());
         if torrent.is_empty() && torrent.completed == 0 {
             // Nothing worth keeping: drop it now rather than at the next
             // cleaning pass.
@@ -572,7 +665,18 @@ impl Swarms {
         let mut removed = 0;
         while self.clean_cursor < self.torrents.len() {
             let pos = self.clean_cursor;
+            let purge = self
+                .filter
+                .as_ref()
+                .is_some_and(|keep| !keep(&self.torrents[pos].0));
             let torrent = &mut self.torrents[pos].1;
+            let before = torrent.shape();
+            if purge {
+                self.purged.0 += 1;
+                self.purged.1 += before.0 + before.1;
+                torrent.v4 = PeerSet::default();
+                torrent.v6 = None;
+            }
             seen += torrent.v4.len() + 1;
             removed += torrent.v4.clean(now, &self.hasher);
             if let Some(v6) = &mut torrent.v6 {
@@ -582,10 +686,20 @@ impl Swarms {
                     torrent.v6 = None;
                 }
             }
+            let after = torrent.shape();
+            self.gauges.apply(before, after);
             if torrent.is_empty() {
                 // The last torrent moves into `pos`: look at `pos` again.
                 self.remove_torrent(pos);
             } else {
+                let (seeders, leechers) = torrent.counts();
+                let stats = ScrapeStats {
+                    seeders,
+                    completed: torrent.completed,
+                    leechers,
+                };
+                let hash = self.torrents[pos].0;
+                self.consider_top(hash, stats);
                 self.clean_cursor += 1;
             }
             if seen >= budget {
@@ -593,7 +707,24 @@ impl Swarms {
             }
         }
         self.clean_cursor = 0;
+        let size = |s: &ScrapeStats| s.seeders as u64 + s.leechers as u64;
+        self.top_in_pass
+            .sort_unstable_by_key(|(h, s)| (std::cmp::Reverse(size(s)), *h));
+        std::mem::swap(&mut self.top, &mut self.top_in_pass);
+        self.top_in_pass.clear();
         (removed, true)
+    }
+
+    /// Totals over all torrents, kept as they change: O(1).
+    pub fn gauges(&self) -> Totals {
+        let g = self.gauges;
+        Totals {
+            torrents: self.torrents.len() as u64,
+            peers_v4: g.peers_v4,
+            peers_v6: g.peers_v6,
+            seeders: g.seeders,
+            leechers: g.peers_v4 + g.peers_v6 - g.seeders,
+        }
     }
 
     pub fn totals(&self) -> Totals {

@@ -53,6 +53,7 @@ fn check_invariants(s: &Swarms) {
         }
     }
     assert_eq!(s.index.len(), s.torrents.len());
+    assert_eq!(s.gauges(), s.totals(), "running gauges match a full count");
 }
 
 fn check_set<A: Addr + std::fmt::Debug>(set: &PeerSet<A>, hasher: &ahash::RandomState) {
@@ -362,4 +363,28 @@ proptest! {
             prop_assert_eq!((t.peers_v4 + t.peers_v6) as usize, model.len());
         }
     }
+}
+
+#[test]
+fn a_cleaning_pass_finds_the_largest_torrents() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    s.set_top_len(2);
+    let mut out = Vec::new();
+    for t in 1..=5u8 {
+        for i in 0..t as u32 {
+            s.announce(
+                &ann(t, v4(i), AnnounceEvent::Started, i == 0),
+                NOW,
+                &mut out,
+            );
+        }
+    }
+    assert!(s.top().is_empty(), "known only after a pass");
+    while !s.clean_step(NOW, 3).1 {}
+    let top: Vec<(u8, u32, u32)> = s
+        .top()
+        .iter()
+        .map(|(h, st)| (h.0[0], st.seeders, st.leechers))
+        .collect();
+    assert_eq!(top, vec![(5, 1, 4), (4, 1, 3)]);
 }

@@ -68,6 +68,18 @@ pub enum SwarmResponse {
     },
 }
 
+/// Messages to a swarm worker from outside the request path.
+#[derive(Debug)]
+pub enum Control {
+    /// One torrent's counts, for the stats endpoint.
+    Torrent {
+        info_hash: InfoHash,
+        reply: crossbeam_channel::Sender<ScrapeStats>,
+    },
+    /// New settings (after a reload).
+    Config(crate::swarm::SwarmConfig),
+}
+
 #[derive(Debug)]
 pub struct RequestBatch {
     /// The socket worker that wants the answers.
@@ -132,6 +144,36 @@ impl Shutdown {
 
     pub fn requested(&self) -> bool {
         self.flag.load(SeqCst)
+    }
+}
+
+/// Socket worker settings that a reload can change. Workers compare the
+/// generation once per loop (one relaxed load) and copy the settings when it
+/// moved.
+pub struct SharedSettings {
+    generation: std::sync::atomic::AtomicU64,
+    value: parking_lot::Mutex<socket::SocketSettings>,
+}
+
+impl SharedSettings {
+    pub fn new(s: socket::SocketSettings) -> SharedSettings {
+        SharedSettings {
+            generation: Default::default(),
+            value: parking_lot::Mutex::new(s),
+        }
+    }
+
+    pub fn set(&self, s: socket::SocketSettings) {
+        *self.value.lock() = s;
+        self.generation.fetch_add(1, SeqCst);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn get(&self) -> socket::SocketSettings {
+        self.value.lock().clone()
     }
 }
 

@@ -20,8 +20,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    shard_of, Origin, Reply, RequestBatch, ResponseBatch, Shutdown, SwarmRequest, SwarmResponse,
-    Wakes,
+    shard_of, Origin, Reply, RequestBatch, ResponseBatch, SharedSettings, Shutdown, SwarmRequest,
+    SwarmResponse, Wakes,
 };
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::{self, ParseError, Request, ScrapeStats, TransactionId};
@@ -91,6 +91,8 @@ pub struct SocketWorker {
     shutdown: Arc<Shutdown>,
     stats: Arc<Stats>,
     settings: SocketSettings,
+    shared_settings: Arc<SharedSettings>,
+    settings_generation: u64,
     started: Instant,
     now: u32,
     /// The batch being filled for each swarm worker.
@@ -115,9 +117,11 @@ impl SocketWorker {
         wakes: Wakes,
         shutdown: Arc<Shutdown>,
         stats: Arc<Stats>,
-        settings: SocketSettings,
+        shared_settings: Arc<SharedSettings>,
         started: Instant,
     ) -> io::Result<SocketWorker> {
+        let settings_generation = shared_settings.generation();
+        let settings = shared_settings.get();
         let mut entries = Vec::with_capacity(sockets.udp.len());
         for (i, s) in sockets.udp.into_iter().enumerate() {
             let v6 = s.local_addr()?.is_ipv6();
@@ -147,6 +151,8 @@ impl SocketWorker {
             shutdown,
             stats,
             settings,
+            shared_settings,
+            settings_generation,
             started,
             now: 0,
             outgoing: (0..swarm_workers).map(|_| Vec::new()).collect(),
@@ -179,6 +185,11 @@ impl SocketWorker {
             wake.sleeping
                 .store(false, std::sync::atomic::Ordering::SeqCst);
             self.tick();
+            if self.shared_settings.generation() != self.settings_generation {
+                self.settings_generation = self.shared_settings.generation();
+                self.settings = self.shared_settings.get();
+                self.http.apply_settings(&self.settings.http);
+            }
             for event in events.iter() {
                 let token = event.token().0;
                 if token == WAKE_TOKEN.0 {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 
-use super::{RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
+use super::{Control, RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
 use crate::stats::Stats;
 use crate::swarm::Swarms;
 
@@ -19,6 +19,8 @@ pub struct SwarmWorker {
     pub id: usize,
     pub swarms: Swarms,
     pub requests: Receiver<RequestBatch>,
+    /// Queries and new settings from the main and stats threads.
+    pub control: Receiver<Control>,
     /// One sender per socket worker, by index.
     pub responses: Vec<Sender<ResponseBatch>>,
     pub wakes: Wakes,
@@ -41,11 +43,21 @@ impl SwarmWorker {
             } else {
                 next_pass.saturating_duration_since(Instant::now())
             };
-            match self.requests.recv_timeout(wait) {
-                Ok(batch) => self.handle(batch),
-                Err(RecvTimeoutError::Timeout) => {}
-                // Every socket worker has gone: the tracker is stopping.
-                Err(RecvTimeoutError::Disconnected) => break,
+            select! {
+                recv(self.requests) -> batch => match batch {
+                    Ok(batch) => {
+                        self.handle(batch);
+                        self.publish_totals();
+                    }
+                    // Every socket worker has gone: the tracker is stopping.
+                    Err(_) => break,
+                },
+                recv(self.control) -> message => {
+                    if let Ok(message) = message {
+                        self.control(message);
+                    }
+                },
+                default(wait) => {}
             }
             if !cleaning && Instant::now() >= next_pass {
                 cleaning = true;
@@ -55,10 +67,11 @@ impl SwarmWorker {
                 let (removed, done) = self.swarms.clean_step(self.now(), CLEAN_BUDGET);
                 pass_removed += removed as u64;
                 counters.peers_expired.add(removed as u64);
+                self.publish_totals();
                 if done {
                     cleaning = false;
                     next_pass = Instant::now() + self.cleaning_interval;
-                    self.publish_totals();
+                    *self.stats.top[self.id].lock() = self.swarms.top().to_vec();
                     log::debug!(
                         "swarm-{}: cleaning pass removed {pass_removed} peers",
                         self.id
@@ -73,8 +86,19 @@ impl SwarmWorker {
         self.started.elapsed().as_secs() as u32
     }
 
+    fn control(&mut self, message: Control) {
+        match message {
+            Control::Torrent { info_hash, reply } => {
+                let _ = reply.try_send(self.swarms.scrape(&info_hash));
+            }
+            Control::Config(config) => self.swarms.set_config(config),
+        }
+    }
+
+    /// Copies the running totals to the counters: a few stores, cheap
+    /// enough to do after every batch.
     fn publish_totals(&self) {
-        let t = self.swarms.totals();
+        let t = self.swarms.gauges();
         let c = &self.stats.swarm[self.id];
         c.torrents.set(t.torrents);
         c.peers_v4.set(t.peers_v4);

@@ -21,6 +21,7 @@ pub fn tracker_with(edit: impl FnOnce(&mut Config)) -> Tracker {
     let mut config = Config::default();
     config.udp.addresses = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
     config.http.addresses = config.udp.addresses.clone();
+    config.stats.address = "127.0.0.1:0".into();
     edit(&mut config);
     swarmd::start(&config).expect("tracker starts")
 }

@@ -105,6 +105,15 @@ impl Http {
             body: Vec::with_capacity(1024),
         })
     }
+
+    /// Takes new settings after a reload.
+    pub(super) fn apply_settings(&mut self, settings: &HttpSettings) {
+        self.parse = ParseSettings {
+            max_head: settings.max_head,
+            max_scrape: settings.max_scrape,
+            real_ip_header: settings.real_ip_header.clone(),
+        };
+    }
 }
 
 /// The client's address behind a trusted proxy: the last entry of

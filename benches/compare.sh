@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# benches/compare.sh: whole-daemon comparison of swarmd's UDP tracker with
+# aquatic_udp, opentracker and the do-nothing responder (the machine's
+# ceiling), meant for a 2-core machine: the server is pinned to one core, the
+# load generator to the other, servers alternate within each round, and the
+# table shows medians over the rounds. Two load generators drive every server:
+# swarmd-load (also gives latency) and aquatic_udp_load_test (the peer's own).
+#
+#   benches/compare.sh                    throughput, 5 rounds of 30 s
+#   ROUNDS=1 DURATION=10 benches/compare.sh
+#   MODE=memory benches/compare.sh        RSS after 1M torrents / 5M peers
+#   MODE=all benches/compare.sh           both
+#
+# Settings (environment):
+#   ROUNDS=5  DURATION=30  SUMMARIZE=25   seconds per run, and the last seconds
+#                                         averaged (the first ones warm up)
+#   SERVERS="responder swarmd aquatic_udp opentracker"
+#   LOADS="swarmd-load aquatic"
+#   MODE=throughput|memory|all
+#   MEM_TORRENTS=1000000 MEM_PEERS=5000000 MEM_TIMEOUT=900
+#   SERVER_CPU=0 LOAD_CPU=1  PORT=47000 (first port; one new port per run)
+#   OUT=DIR   where logs and results.tsv go (default: a new /tmp directory)
+#   BUILD=1   build swarmd and swarmd-load (release) first; 0 to skip
+#
+# The references, if missing, are skipped with a note:
+#   cargo install aquatic_udp                 (without --locked: its lockfile
+#                                              no longer builds)
+#   cargo install --locked aquatic_udp_load_test
+#   apt-get install -y opentracker            (Debian's is whitelist-only: the
+#                                              script whitelists every hash
+#                                              both load generators use)
+#
+# Every process the script starts is stopped when it exits, however it exits.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+SWARMD=${SWARMD:-$TARGET_DIR/release/swarmd}
+LOADGEN=${LOADGEN:-$TARGET_DIR/release/swarmd-load}
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-30}
+SUMMARIZE=${SUMMARIZE:-$((DURATION * 5 / 6))}
+SERVERS=${SERVERS:-"responder swarmd aquatic_udp opentracker"}
+LOADS=${LOADS:-"swarmd-load aquatic"}
+MODE=${MODE:-throughput}
+MEM_TORRENTS=${MEM_TORRENTS:-1000000}
+MEM_PEERS=${MEM_PEERS:-5000000}
+MEM_TIMEOUT=${MEM_TIMEOUT:-900}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+PORT=${PORT:-47000}
+BUILD=${BUILD:-1}
+WARMUP=$((DURATION - SUMMARIZE))
+CLK_TCK=$(getconf CLK_TCK)
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+note() { echo "# $*" >&2; }
+
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "ROUNDS must be a positive number"
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 2 && $DURATION -le 3600 ]] ||
+    die "DURATION must be between 2 and 3600"
+[[ $SUMMARIZE =~ ^[0-9]+$ && $SUMMARIZE -ge 1 && $SUMMARIZE -lt $DURATION ]] ||
+    die "SUMMARIZE must be at least 1 and less than DURATION"
+if [[ " $LOADS " == *" aquatic "* ]] && ((DURATION < 10)); then
+    die "aquatic_udp_load_test reports every 5 s: DURATION must be at least 10 with LOADS=aquatic"
+fi
+case $MODE in throughput | memory | all) ;; *) die "MODE must be throughput, memory or all" ;; esac
+
+# anyhow captures a backtrace for every error when this is set, which slows
+# Rust servers down (see shared/BENCHMARKING.md).
+unset RUST_BACKTRACE
+
+OUT=${OUT:-$(mktemp -d /tmp/swarmd-compare.XXXXXX)}
+mkdir -p "$OUT/logs"
+WORK=$(mktemp -d /tmp/swarmd-compare-work.XXXXXX)
+# opentracker drops to `nobody` inside its root directory: it must be readable.
+chmod 755 "$WORK"
+
+PIDS=()
+
+# Stops one process: TERM, then KILL if it is still there after 5 s.
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+NAP_PID=
+
+# Sleeps in the background and waits for it, so a signal runs the trap at once
+# rather than after the sleep.
+nap() {
+    sleep "$1" &
+    NAP_PID=$!
+    wait "$NAP_PID" || true
+    NAP_PID=
+}
+
+cleanup() {
+    local pid
+    [[ -n $NAP_PID ]] && kill "$NAP_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build, tools
+
+if [[ $BUILD == 1 ]]; then
+    note "building swarmd-load"
+    (cd "$ROOT" && cargo build --release --quiet --bin swarmd-load) || die "swarmd-load does not build"
+    if [[ " $SERVERS " == *" swarmd "* ]]; then
+        note "building swarmd"
+        (cd "$ROOT" && cargo build --release --quiet --bin swarmd) || note "swarmd does not build"
+    fi
+fi
+[[ -x $LOADGEN ]] || die "no load generator at $LOADGEN"
+
+available_server() {
+    case $1 in
+    responder) return 0 ;;
+    swarmd) [[ -x $SWARMD ]] ;;
+    aquatic_udp) command -v aquatic_udp >/dev/null ;;
+    opentracker) command -v opentracker >/dev/null ;;
+    *) die "unknown server $1 (responder, swarmd, aquatic_udp, opentracker)" ;;
+    esac
+}
+
+available_load() {
+    case $1 in
+    swarmd-load) return 0 ;;
+    aquatic) command -v aquatic_udp_load_test >/dev/null ;;
+    *) die "unknown load $1 (swarmd-load, aquatic)" ;;
+    esac
+}
+
+servers=()
+for s in $SERVERS; do
+    if available_server "$s"; then servers+=("$s"); else note "skipping $s: not installed/built"; fi
+done
+loads=()
+for l in $LOADS; do
+    if available_load "$l"; then loads+=("$l"); else note "skipping load $l: not installed"; fi
+done
+((${#servers[@]} > 0)) || die "no server to measure"
+((${#loads[@]} > 0)) || die "no load generator"
+
+# opentracker (Debian) only tracks whitelisted hashes: list those of both load
+# generators (each derives its hashes from a fixed seed). A torrent's hash
+# depends on its number only, so the longer list covers both the throughput
+# runs (1M torrents) and the memory runs. swarmd-load's come last, and the
+# readiness check announces the very last one, so a tracker that is still
+# loading its whitelist is not taken for ready.
+LISTED=$((MEM_TORRENTS > 1000000 ? MEM_TORRENTS : 1000000))
+if [[ " ${servers[*]} " == *" opentracker "* ]]; then
+    note "writing opentracker's whitelist"
+    {
+        "$LOADGEN" hashes --aquatic-load-test --torrents 1000000
+        "$LOADGEN" hashes --torrents "$LISTED"
+    } >"$WORK/whitelist.txt"
+    chmod 644 "$WORK/whitelist.txt"
+fi
+
+# A warning when something else is using the CPU: the figures would be noise.
+busy_percent() {
+    local a b
+    read -ra a </proc/stat
+    sleep 1
+    read -ra b </proc/stat
+    local idle=$((b[4] + b[5] - a[4] - a[5])) total=0 i
+    for ((i = 1; i < ${#a[@]}; i++)); do total=$((total + b[i] - a[i])); done
+    echo $((total > 0 ? 100 * (total - idle) / total : 0))
+}
+busy=$(busy_percent)
+if ((busy > 10)); then
+    note "WARNING: the machine is ${busy}% busy before the benchmark; figures will be noisy"
+fi
+
+# ------------------------------------------------------------------- servers
+
+# cpu_seconds PID: utime + stime of the whole process, in seconds.
+cpu_ticks() {
+    # Field 2 (comm) may hold spaces; count the fields after its ')'.
+    local rest
+    rest=$(sed 's/^.*) //' "/proc/$1/stat")
+    awk '{print $12 + $13}' <<<"$rest"
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+SERVER_PID=
+SERVER_PORT=
+
+# start_server NAME: starts NAME on a new port pinned to SERVER_CPU and waits
+# until it answers announces. Sets SERVER_PID and SERVER_PORT.
+start_server() {
+    local name=$1
+    PORT=$((PORT + 1))
+    SERVER_PORT=$PORT
+    local addr=127.0.0.1:$PORT log=$OUT/logs/$name-$PORT.log
+    case $name in
+    responder)
+        taskset -c "$SERVER_CPU" "$LOADGEN" responder --bind "$addr" --duration 3600 >"$log" 2>&1 &
+        ;;
+    swarmd)
+        cat >"$WORK/swarmd-$PORT.toml" <<EOF
+[udp]
+addresses = ["$addr"]
+[workers]
+socket_workers = 1
+swarm_workers = 1
+EOF
+        taskset -c "$SERVER_CPU" "$SWARMD" --config "$WORK/swarmd-$PORT.toml" >"$log" 2>&1 &
+        ;;
+    aquatic_udp)
+        aquatic_udp -p |
+            sed -e "s/^address = .*/address = \"$addr\"/" \
+                -e 's/^socket_workers = .*/socket_workers = 1/' \
+                -e 's/^log_level = .*/log_level = "error"/' >"$WORK/aquatic_udp-$PORT.toml"
+        grep -q "^address = \"$addr\"" "$WORK/aquatic_udp-$PORT.toml" ||
+            die "could not set aquatic_udp's address in its printed config"
+        taskset -c "$SERVER_CPU" aquatic_udp -c "$WORK/aquatic_udp-$PORT.toml" >"$log" 2>&1 &
+        ;;
+    opentracker)
+        cat >"$WORK/opentracker-$PORT.conf" <<EOF
+listen.udp $addr
+listen.tcp $addr
+listen.udp.workers 1
+tracker.rootdir $WORK
+access.whitelist whitelist.txt
+EOF
+        taskset -c "$SERVER_CPU" opentracker -f "$WORK/opentracker-$PORT.conf" >"$log" 2>&1 &
+        ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    if ! "$LOADGEN" ping --target "$addr" --torrent $((LISTED - 1)) --wait 60 2>>"$log"; then
+        note "$name did not come up on $addr; its log:"
+        tail -n 20 "$log" >&2 || true
+        stop_pid "$SERVER_PID"
+        return 1
+    fi
+}
+
+# ------------------------------------------------------------ throughput mode
+
+RESULTS=$OUT/results.tsv
+
+# run_load LOAD: drives the running server for DURATION seconds and appends
+# one line to results.tsv.
+run_load() {
+    local server=$1 load=$2 round=$3
+    local addr=127.0.0.1:$SERVER_PORT tag=$server-$load-$round
+    local log=$OUT/logs/$tag.log
+    local rps p99="-" invalid timeouts load_pid c0 c1 rc=0 i window=$SUMMARIZE
+    case $load in
+    swarmd-load)
+        taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "$addr" --duration "$DURATION" \
+            --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" >"$log" 2>&1 &
+        load_pid=$!
+        PIDS+=("$load_pid")
+        nap "$WARMUP"
+        ;;
+    aquatic)
+        aquatic_udp_load_test -p |
+            sed -e "s/^server_address = .*/server_address = \"$addr\"/" \
+                -e "s/^duration = .*/duration = $DURATION/" \
+                -e "s/^summarize_last = .*/summarize_last = $SUMMARIZE/" \
+                -e 's/^extra_statistics = .*/extra_statistics = false/' \
+                -e 's/^workers = .*/workers = 1/' \
+                -e 's/^sockets_per_worker = .*/sockets_per_worker = 4/' \
+                -e 's/^multiple_client_ipv4s = .*/multiple_client_ipv4s = true/' \
+                -e 's/^number_of_torrents = .*/number_of_torrents = 1000000/' \
+                -e 's/^number_of_peers = .*/number_of_peers = 2000000/' \
+                -e 's/^announce_peers_wanted = .*/announce_peers_wanted = 30/' \
+                -e 's/^weight_connect = .*/weight_connect = 0/' \
+                -e 's/^weight_announce = .*/weight_announce = 100/' \
+                -e 's/^weight_scrape = .*/weight_scrape = 1/' \
+                -e 's/^peer_seeder_probability = .*/peer_seeder_probability = 0.75/' \
+                >"$WORK/aquatic-load-$SERVER_PORT.toml"
+        taskset -c "$LOAD_CPU" aquatic_udp_load_test -c "$WORK/aquatic-load-$SERVER_PORT.toml" \
+            >"$log" 2>&1 &
+        load_pid=$!
+        PIDS+=("$load_pid")
+        # It sets up its peers first, then sends, and prints its rate every 5 s
+        # from then on; it averages the 5-s reports after the first
+        # (DURATION - SUMMARIZE) / 5. The CPU window starts at its first
+        # report, or at the first averaged one if that is later, and ends at
+        # its last report. (The rate is steady by then, so a CPU window that
+        # is a part of the averaged one gives the same ratio.)
+        local split=$(((DURATION - SUMMARIZE) / 5)) reports=$(((DURATION + 4) / 5))
+        local skip=$((split > 1 ? (split - 1) * 5 : 0))
+        window=$(((reports - 1) * 5 - skip))
+        for ((i = 0; i < 1200; i++)); do
+            grep -q "^Requests out" "$log" 2>/dev/null && break
+            kill -0 "$load_pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        nap "$skip"
+        ;;
+    esac
+    c0=$(cpu_ticks "$SERVER_PID")
+    nap "$window"
+    c1=$(cpu_ticks "$SERVER_PID")
+    wait "$load_pid" || rc=$?
+    case $load in
+    swarmd-load)
+        kv() { grep -o "\b$1=[^ ]*" "$log" | head -1 | cut -d= -f2; }
+        rps=$(kv responses_per_sec)
+        p99=$(kv p99_us)
+        invalid=$(kv invalid)
+        timeouts=$(kv timeouts)
+        ;;
+    aquatic)
+        rps=$(awk '/^Average responses per second/ {print $NF}' "$log")
+        invalid="-"
+        timeouts="-"
+        ;;
+    esac
+    if [[ -z $rps ]]; then
+        note "$tag: no figure (exit $rc); see $log"
+        return 0
+    fi
+    local cpu per_cpu
+    cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+    per_cpu=$(awk -v r="$rps" -v s="$window" -v c="$cpu" \
+        'BEGIN {if (c > 0) printf "%.0f", r * s / c; else print "-"}')
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$load" "$rps" "$cpu" \
+        "$per_cpu" "$p99" "$invalid" "$timeouts" >>"$RESULTS"
+    note "$(printf '%-12s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s' \
+        "$server" "$load" "$round" "$rps" "$cpu" "$per_cpu" "$p99" "$invalid" "$timeouts")"
+}
+
+median() {
+    sort -g | awk '$1 != "-" {a[n++] = $1} END {
+        if (n == 0) print "-"; else if (n % 2) print a[(n - 1) / 2]; else print (a[n / 2 - 1] + a[n / 2]) / 2 }'
+}
+
+throughput() {
+    printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\n' >"$RESULTS"
+    local round i n=${#servers[@]} server load
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # Rotate the order each round so no server always runs first.
+        for ((i = 0; i < n; i++)); do
+            server=${servers[$(((i + round - 1) % n))]}
+            for load in "${loads[@]}"; do
+                start_server "$server" || continue
+                run_load "$server" "$load" "$round"
+                stop_pid "$SERVER_PID"
+            done
+        done
+    done
+
+    local ref=swarmd
+    awk -F'\t' 'NR > 1 && $2 == "swarmd" {found = 1} END {exit !found}' "$RESULTS" || ref=responder
+    echo
+    echo "UDP throughput: medians of $ROUNDS round(s) of ${DURATION} s (last ${SUMMARIZE} s averaged);"
+    echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; ratios against $ref with the same load."
+    printf '%-12s %-12s %12s %14s %9s %10s %10s\n' server load "responses/s" "per server-s" "p99 us" \
+        "x$ref r/s" "x$ref /cpu"
+    local rps per p99 ref_rps ref_per
+    for load in "${loads[@]}"; do
+        ref_rps=$(awk -F'\t' -v s="$ref" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $4}' "$RESULTS" | median)
+        ref_per=$(awk -F'\t' -v s="$ref" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $6}' "$RESULTS" | median)
+        for server in "${servers[@]}"; do
+            rps=$(awk -F'\t' -v s="$server" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $4}' "$RESULTS" | median)
+            [[ $rps == "-" ]] && continue
+            per=$(awk -F'\t' -v s="$server" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $6}' "$RESULTS" | median)
+            p99=$(awk -F'\t' -v s="$server" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $7}' "$RESULTS" | median)
+            printf '%-12s %-12s %12.0f %14s %9s %10s %10s\n' "$server" "$load" "$rps" "$per" "$p99" \
+                "$(awk -v a="$rps" -v b="$ref_rps" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')" \
+                "$(awk -v a="$per" -v b="$ref_per" 'BEGIN {if (b > 0 && a != "-") printf "%.2f", a / b; else print "-"}')"
+        done
+    done
+}
+
+# ---------------------------------------------------------------- memory mode
+
+memory() {
+    local server log before after peers timeouts load_pid
+    echo
+    echo "Memory: RSS after announcing ${MEM_PEERS} peers over ${MEM_TORRENTS} torrents (each peer once, swarmd-load)"
+    printf '%-12s %12s %10s %10s %14s %9s\n' server peers "RSS0 MB" "RSS MB" "bytes/peer" timeouts
+    for server in "${servers[@]}"; do
+        [[ $server == responder ]] && continue
+        start_server "$server" || continue
+        before=$(rss_kb "$SERVER_PID")
+        log=$OUT/logs/memory-$server.log
+        # Many client addresses (64 sockets), because some trackers key peers
+        # by address and port; few requests in flight (128), because some
+        # trackers keep the default socket buffer and drop a deeper queue.
+        # Nobody stops, so every peer stays.
+        taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" \
+            --torrents "$MEM_TORRENTS" --peers "$MEM_PEERS" --peer-order once \
+            --sockets 64 --inflight 2 --scrape 0 --stop-prob 0 \
+            --duration "$MEM_TIMEOUT" --warmup 0 --quiet --json "$OUT/logs/memory-$server.json" \
+            >"$log" 2>&1 &
+        load_pid=$!
+        PIDS+=("$load_pid")
+        wait "$load_pid" || true
+        nap 1
+        after=$(rss_kb "$SERVER_PID")
+        # An announce that timed out was most likely dropped before the tracker
+        # saw it: count those peers out.
+        timeouts=$(grep -o '\btimeouts=[0-9]*' "$log" | cut -d= -f2)
+        peers=$(grep -o '\blive_peers=[0-9]*' "$log" | cut -d= -f2)
+        peers=$((${peers:-0} - ${timeouts:-0}))
+        stop_pid "$SERVER_PID"
+        if ((peers <= 0)); then
+            note "memory run against $server gave no figure; see $log"
+            continue
+        fi
+        printf '%-12s %12s %10.1f %10.1f %14.1f %9s\n' "$server" "$peers" \
+            "$(awk -v k="$before" 'BEGIN {print k / 1024}')" "$(awk -v k="$after" 'BEGIN {print k / 1024}')" \
+            "$(awk -v a="$after" -v b="$before" -v p="$peers" 'BEGIN {print (a - b) * 1024 / p}')" \
+            "$timeouts"
+    done
+}
+
+note "results and logs in $OUT"
+case $MODE in
+throughput) throughput ;;
+memory) memory ;;
+all)
+    throughput
+    memory
+    ;;
+esac
