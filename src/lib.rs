@@ -8,10 +8,11 @@ pub mod access;
 pub mod config;
 pub mod connection_id;
 pub mod protocol;
+pub mod service;
 pub mod stats;
 pub mod stats_server;
 pub mod swarm;
-mod sys;
+pub(crate) mod sys;
 pub mod tracker;
 pub mod workers;
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use swarmd::config::{Config, DEFAULT_CONFIG_TOML};
+use swarmd::service;
 
 const USAGE: &str = "\
 swarmd: a UDP-first BitTorrent tracker
@@ -85,17 +86,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr. The level comes from `[log] level`, and can change on
+/// reload, unless `RUST_LOG` is set, which then decides alone.
 fn init_logging(config: &Config) {
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(config.log.level.0);
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&spec);
+    let from_env = std::env::var("RUST_LOG").ok();
+    match &from_env {
+        Some(spec) => {
+            builder.parse_filters(spec);
+        }
+        // Let everything through the logger's own filter; the global max
+        // level (which a reload can change) does the filtering.
+        None => {
+            builder.filter_level(log::LevelFilter::Trace);
+        }
     }
     // journald stamps every line itself.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.format_timestamp(None);
     }
     let _ = builder.try_init();
+    if from_env.is_none() {
+        log::set_max_level(config.log.level.0);
+    }
 }
 
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -123,22 +136,47 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     for addr in tracker.udp_addrs() {
         log::info!("listening on udp://{addr}");
     }
+    for addr in tracker.http_addrs() {
+        log::info!("listening on http://{addr}");
+    }
+    if let Some(addr) = tracker.stats_addr() {
+        log::info!("stats endpoint on http://{addr}/metrics");
+    }
     log::info!(
         "{} socket worker(s), {} swarm worker(s)",
         config.workers.socket_workers,
         config.workers.swarm_workers
     );
+    if !service::under_systemd() {
+        let p = &config.privileges;
+        if let Err(e) = service::drop_privileges(&p.user, &p.group) {
+            let _ = tracker.stop();
+            bail!("cannot switch to user {:?}: {e}", p.user);
+        }
+        if !p.user.is_empty() {
+            log::info!("running as user {:?}", p.user);
+        }
+    }
+
+    let notifier = service::Notifier::from_env();
+    let notify = |m: &str| {
+        if let Some(n) = &notifier {
+            n.notify(m)
+        }
+    };
+    notify("READY=1\nSTATUS=serving");
+    let watchdog = service::watchdog_interval();
+    let tick = crossbeam_channel::tick(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
 
     loop {
         crossbeam_channel::select! {
             recv(signals) -> signal => match signal {
-                Ok(SIGHUP) => match &path {
-                    Some(p) => match Config::load(p) {
-                        Ok(_) => log::info!("SIGHUP: {} is valid; settings that can change without a restart arrive in a later version", p.display()),
-                        Err(e) => log::warn!("SIGHUP: keeping the running settings: {e}"),
-                    },
-                    None => log::info!("SIGHUP: running on embedded defaults, nothing to reload"),
-                },
+                Ok(SIGHUP) => {
+                    if let Err(e) = tracker.reload_access() {
+                        log::warn!("SIGHUP: keeping the old access lists: {e}");
+                    }
+                    reload(&tracker, path.as_deref())
+                }
                 Ok(s) => {
                     log::info!("signal {s}: stopping");
                     break;
@@ -147,16 +185,50 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             },
             recv(tracker.deaths()) -> name => {
                 let name = name.unwrap_or_default();
+                notify("STOPPING=1");
                 let _ = tracker.stop();
                 bail!("worker thread {name} ended unexpectedly; stopping");
             }
+            recv(tick) -> _ => {
+                if watchdog.is_some() && tracker.stats().healthy() {
+                    notify("WATCHDOG=1");
+                }
+            }
         }
     }
+    notify("STOPPING=1");
     let stats = tracker.stats().clone();
     tracker.stop().map_err(anyhow::Error::msg)?;
     log_totals(&stats);
     log::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: re-reads the file and applies what can change while running. A
+/// bad file changes nothing.
+fn reload(tracker: &swarmd::Tracker, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        log::info!("SIGHUP: running on embedded defaults, nothing to reload");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("SIGHUP: keeping the running settings: {e}");
+            return;
+        }
+    };
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(new.log.level.0);
+    }
+    let restart = tracker.reload(&new);
+    if !restart.is_empty() {
+        log::warn!(
+            "SIGHUP: changed but only applied by a restart: {}",
+            restart.join(", ")
+        );
+    }
+    log::info!("SIGHUP: reloaded {}", path.display());
 }
 
 /// One line per address family with the counters that are not zero.

@@ -276,3 +276,55 @@ impl SendQueue {
         (sent, bytes, dropped)
     }
 }
+
+/// True when the effective user is root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Switches the whole process (every thread: glibc's setuid and setgid
+/// apply to all threads) to `user` and `group` (or the user's primary
+/// group), dropping supplementary groups. Root only.
+pub fn switch_user(user: &str, group: &str) -> Result<(), String> {
+    let c_user = std::ffi::CString::new(user).map_err(|_| format!("bad user name {user:?}"))?;
+    // SAFETY: getpwnam takes a NUL-terminated string and returns a pointer
+    // to static storage or null; we read it before any other call that
+    // could overwrite it. This runs once, at start-up.
+    let (uid, primary_gid) = unsafe {
+        let pw = libc::getpwnam(c_user.as_ptr());
+        if pw.is_null() {
+            return Err(format!("no such user {user:?}"));
+        }
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    let gid = if group.is_empty() {
+        primary_gid
+    } else {
+        let c_group =
+            std::ffi::CString::new(group).map_err(|_| format!("bad group name {group:?}"))?;
+        // SAFETY: as for getpwnam.
+        unsafe {
+            let gr = libc::getgrnam(c_group.as_ptr());
+            if gr.is_null() {
+                return Err(format!("no such group {group:?}"));
+            }
+            (*gr).gr_gid
+        }
+    };
+    // SAFETY: plain system calls with values checked above; the order
+    // (groups, gid, then uid) is the one that works, since after setuid we
+    // could no longer change groups.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(format!("setgid({gid}): {}", io::Error::last_os_error()));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(format!("setuid({uid}): {}", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}

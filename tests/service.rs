@@ -1,0 +1,297 @@
+//! The service side: the stats endpoint over real TCP, and the binary run as
+//! a service would be (sd_notify on a test NOTIFY_SOCKET, SIGHUP reloads,
+//! SIGTERM stops).
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use swarmd::protocol::udp::Response;
+use swarmd::protocol::AnnounceEvent;
+use util::{hash, tracker_with, Client, TIMEOUT};
+
+fn http_get(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+}
+
+/// Parses Prometheus text with the reference Python parser and returns
+/// "name{labels} value" lines, sorted (the parser's view, not ours).
+fn parse_prometheus(text: &str) -> Vec<String> {
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out.append(f"{s.name}{{{labels}}} {s.value}")
+print("\n".join(sorted(out)))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected the exposition (pip install prometheus-client):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn sample(lines: &[String], prefix: &str) -> f64 {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no sample {prefix}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn metrics_parse_and_counters_rise() {
+    let t = tracker_with(|_| {});
+    let stats = t.stats_addr().unwrap();
+    let (status, before) = get(stats, "/metrics");
+    assert_eq!(status, 200);
+    let before = parse_prometheus(&before);
+    let key = r#"swarmd_requests_total{family="ipv4",kind="announce",protocol="udp"}"#;
+    assert_eq!(sample(&before, key), 0.0);
+    let mut c = Client::new(t.udp_addrs()[0]);
+    c.announce(hash(1), AnnounceEvent::Started, 0);
+    let after = parse_prometheus(&get(stats, "/metrics").1);
+    assert_eq!(sample(&after, key), 1.0);
+    assert_eq!(sample(&after, "swarmd_torrents{"), 1.0);
+    assert_eq!(sample(&after, "swarmd_seeders{"), 1.0);
+    assert_eq!(sample(&after, r#"swarmd_peers{family="ipv4"}"#), 1.0);
+    t.stop().unwrap();
+}
+
+#[test]
+fn stats_json_torrent_and_health_routes() {
+    let t = tracker_with(|c| c.swarm.cleaning_interval = swarmd::config::Positive(1));
+    let stats = t.stats_addr().unwrap();
+    let mut a = Client::new(t.udp_addrs()[0]);
+    let mut b = Client::new(t.udp_addrs()[0]);
+    a.announce(hash(7), AnnounceEvent::Started, 0);
+    b.announce(hash(7), AnnounceEvent::Started, 10);
+    b.announce(hash(8), AnnounceEvent::Started, 10);
+
+    let (status, body) = get(stats, "/stats");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["swarm"]["torrents"], 2);
+    assert_eq!(v["protocols"]["udp_ipv4"]["requests_announce"], 3);
+    assert_eq!(v["healthy"], true);
+
+    let (status, body) = get(stats, &format!("/torrents/{}", hash(7)));
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["seeders"].as_u64(), v["leechers"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(get(stats, "/torrents/xyz").0, 400);
+
+    // The top list is made by the cleaning pass (every second here): wait
+    // for it, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let top = loop {
+        let v: serde_json::Value = serde_json::from_str(&get(stats, "/torrents?top=1").1).unwrap();
+        if !v.as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(top.as_array().unwrap().len(), 1);
+    assert_eq!(top[0]["info_hash"], hash(7).to_string());
+
+    assert_eq!(get(stats, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(
+        http_get(stats, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
+        405
+    );
+    assert_eq!(get(stats, "/nothing").0, 404);
+    t.stop().unwrap();
+}
+
+/// The swarmd binary running on a config file, its stderr lines on a
+/// channel.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path, notify: Option<&std::path::Path>) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmd"));
+        cmd.args(["--config", config.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(n) = notify {
+            cmd.env("NOTIFY_SOCKET", n);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; saw:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory effects; the pid is our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    fn udp_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for("listening on udp://");
+        line.rsplit("udp://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("swarmd-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config_text(interval: u32) -> String {
+    format!(
+        "[udp]\naddresses = [\"127.0.0.1:0\"]\n[http]\naddresses = []\n[stats]\naddress = \"\"\n[announce]\ninterval = {interval}\nmin_interval = 10\n"
+    )
+}
+
+fn announce_interval(addr: SocketAddr) -> u32 {
+    let mut c = Client::new(addr);
+    let req = c.announce_request(hash(3), AnnounceEvent::Started, 0);
+    c.send(&swarmd::protocol::udp::Request::Announce(req));
+    match c.recv() {
+        Response::Announce { interval, .. } => interval,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sd_notify_ready_and_stopping_then_exit_0() {
+    let dir = temp_dir("notify");
+    let config = dir.join("tracker.toml");
+    std::fs::write(&config, config_text(1800)).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut d = Daemon::start(&config, Some(&sock_path));
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 arrives");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+    // Ready means bound: it answers at once.
+    let addr = d.udp_addr();
+    assert_eq!(announce_interval(addr), 1800);
+    d.signal(libc::SIGTERM);
+    let n = sock.recv(&mut buf).expect("STOPPING=1 arrives");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
+    let dir = temp_dir("sighup");
+    let config = dir.join("tracker.toml");
+    std::fs::write(&config, config_text(1800)).unwrap();
+    let mut d = Daemon::start(&config, None);
+    let addr = d.udp_addr();
+    assert_eq!(announce_interval(addr), 1800);
+
+    std::fs::write(&config, config_text(1000)).unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for("SIGHUP: reloaded");
+    assert_eq!(announce_interval(addr), 1000);
+
+    std::fs::write(&config, "[announce]\ninterval = \"soon\"\n").unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.wait_for("keeping the running settings");
+    assert!(
+        line.contains("tracker.toml:2"),
+        "names file and line: {line}"
+    );
+    assert_eq!(announce_interval(addr), 1000);
+
+    d.signal(libc::SIGINT);
+    assert!(d.child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
