@@ -25,6 +25,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub announce: AnnounceConfig,
     pub swarm: SwarmTable,
+    /// `[access]`: allow/deny lists and passkeys (see [`crate::access`]).
+    pub access: crate::access::AccessConfig,
     pub stats: StatsConfig,
     pub privileges: PrivilegesConfig,
     pub log: LogConfig,
@@ -322,6 +324,7 @@ impl Config {
 
     /// Checks that span several keys.
     fn check(&self) -> Result<(), String> {
+        self.access.check()?;
         if self.swarm.peer_timeout.get() <= self.announce.interval.get() {
             return Err(format!(
                 "swarm.peer_timeout ({}) must be longer than announce.interval ({}), or peers expire between announces",

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod config;
 pub mod connection_id;
+pub mod log_limit;
 pub mod protocol;
 pub mod service;
 pub mod stats;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::access::{self, Access, Ledger, PasskeyCounters};
 use crate::config::Config;
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::ScrapeStats;
@@ -37,6 +38,8 @@ pub enum StartError {
     },
     /// Some other system resource failed (threads, poll, eventfd).
     Io(io::Error),
+    /// An access list or passkeys file is bad: file, line and reason.
+    Access(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -46,6 +49,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot listen on {proto} {addr}: {error}")
             }
             StartError::Io(e) => write!(f, "cannot start: {e}"),
+            StartError::Access(e) => f.write_str(e),
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct Tracker {
     socket_threads: Vec<JoinHandle<()>>,
     swarm_threads: Vec<JoinHandle<()>>,
     deaths: Receiver<String>,
+    access: Arc<Access>,
+    /// The `access-reload` thread, stopped by dropping the sender.
+    access_reload: Option<(Sender<()>, JoinHandle<()>)>,
     view: TrackerView,
     stats_addr: Option<SocketAddr>,
     stats_waker: Option<mio::Waker>,
@@ -244,6 +251,7 @@ fn socket_settings(config: &Config) -> SocketSettings {
 
 /// Starts a tracker with `config`: returns once every socket is bound.
 pub fn start(config: &Config) -> Result<Tracker, StartError> {
+    let access = Arc::new(Access::load(&config.access).map_err(StartError::Access)?);
     let socket_workers = config.workers.socket_workers.get();
     let swarm_workers = config.workers.swarm_workers.get();
     let capacity = config.workers.channel_capacity.get() as usize;
@@ -312,6 +320,8 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             stats: stats.clone(),
             cleaning_interval: Duration::from_secs(config.swarm.cleaning_interval.get() as u64),
             started,
+            access: access.reader(),
+            ledger: Ledger::new(config.swarm.peer_timeout.get()),
         };
         swarm_threads.push(spawn(
             format!("swarm-{id}"),
@@ -337,7 +347,8 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             stats.clone(),
             shared_settings.clone(),
             started,
-        )?;
+        )?
+        .with_access(access.reader());
         socket_threads.push(spawn(
             format!("socket-{id}"),
             &death_tx,
@@ -379,7 +390,21 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                 .spawn(move || server.run())?,
         );
     }
+    let access_reload = match config.access.reload_interval {
+        0 => None,
+        secs => {
+            let (stop, stopped) = bounded::<()>(0);
+            let shared = access.clone();
+            let interval = Duration::from_secs(secs as u64);
+            let handle = std::thread::Builder::new()
+                .name("access-reload".into())
+                .spawn(move || access::reload_every(shared, interval, stopped))?;
+            Some((stop, handle))
+        }
+    };
     Ok(Tracker {
+        access,
+        access_reload,
         stats_addr,
         stats_waker,
         stats_thread,
@@ -454,6 +479,26 @@ impl Tracker {
         restart
     }
 
+    /// Re-reads the access list and passkeys files and swaps them in
+    /// without stopping announces. On a bad file the old lists stay and the
+    /// error names the file, the line and the reason.
+    pub fn reload_access(&self) -> Result<(), String> {
+        self.access.reload()
+    }
+
+    /// Counters per passkey user (or per key, for keys listed without a
+    /// user), sorted by that label; empty when passkeys are off. They grow
+    /// from start-up (and survive reloads while the key stays listed).
+    pub fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
+        self.access.passkey_stats()
+    }
+
+    /// The shared access lists (for a reload with a new `[access]` table:
+    /// [`Access::reload_with`]).
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
     /// Names of worker threads as they end. While the tracker runs, any
     /// message here means a worker died.
     pub fn deaths(&self) -> &Receiver<String> {
@@ -480,6 +525,12 @@ impl Tracker {
             let name = h.thread().name().unwrap_or("?").to_string();
             if h.join().is_err() {
                 panicked.push(name);
+            }
+        }
+        if let Some((stop, handle)) = self.access_reload {
+            drop(stop);
+            if handle.join().is_err() {
+                panicked.push("access-reload".into());
             }
         }
         if panicked.is_empty() {

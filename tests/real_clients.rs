@@ -75,3 +75,30 @@ fn libtorrent_peers_find_each_other_over_http() {
     );
     t.stop().unwrap();
 }
+
+/// A private tracker: libtorrent sends the passkey in the HTTP path and, over
+/// UDP, in the BEP 41 URL data; swarmd accepts it and counts its announces.
+#[test]
+fn libtorrent_with_a_passkey_over_udp_and_http() {
+    if !libtorrent_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("swarmd-real-passkey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("passkeys.txt");
+    std::fs::write(&keys, "s3cr3tKey alice\n").unwrap();
+    let t = util::tracker_with(|c| c.access.passkeys_file = keys.clone());
+    let (udp4, udp6, http4) = (t.udp_addrs()[0], t.udp_addrs()[1], t.http_addrs()[0]);
+    run_swarm(&format!("udp://{udp4}/announce/s3cr3tKey"), "127.0.0.1");
+    run_swarm(&format!("udp://{udp6}/s3cr3tKey/announce"), "::1");
+    run_swarm(&format!("http://{http4}/s3cr3tKey/announce"), "127.0.0.1");
+    let stats = t.passkey_stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].0, "alice");
+    assert!(stats[0].1.announces >= 6, "{stats:?}");
+    let (u4, u6) = t.stats().udp_total(|f| &f.errors_passkey);
+    let (h4, h6) = t.stats().http_total(|f| &f.errors_passkey);
+    assert_eq!(u4 + u6 + h4 + h6, 0, "no announce was refused");
+    t.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

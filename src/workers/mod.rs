@@ -45,6 +45,8 @@ pub enum SwarmRequest {
     Announce {
         origin: Origin,
         announce: Announce,
+        /// The passkey's tally and the client's totals, when passkeys are on.
+        account: Option<Box<crate::access::Account>>,
     },
     /// The info hashes of one scrape that belong to this swarm worker,
     /// with their positions in the request.

@@ -23,6 +23,7 @@ use super::{
     shard_of, Origin, Reply, RequestBatch, ResponseBatch, SharedSettings, Shutdown, SwarmRequest,
     SwarmResponse, Wakes,
 };
+use crate::access::{AccessList, AccessReader, Account};
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::{self, ParseError, Request, ScrapeStats, TransactionId};
 use crate::protocol::InfoHash;
@@ -42,6 +43,13 @@ const CONN_BASE: usize = 1 << 31;
 const SCRAPE_TIMEOUT_SECS: u32 = 5;
 /// Scrapes waiting for parts at once, per worker; more are refused.
 const MAX_PENDING_SCRAPES: usize = 1 << 16;
+static MAX_IN_FLIGHT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("SWARMD_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+});
+
 /// How long a stopping worker waits for answers already asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -93,6 +101,10 @@ pub struct SocketWorker {
     settings: SocketSettings,
     shared_settings: Arc<SharedSettings>,
     settings_generation: u64,
+    /// Errors a flood can repeat: one log line a minute.
+    log_limit: crate::log_limit::LogLimit,
+    /// The access lists, looked at once per batch or HTTP request.
+    access: AccessReader,
     started: Instant,
     now: u32,
     /// The batch being filled for each swarm worker.
@@ -153,6 +165,8 @@ impl SocketWorker {
             settings,
             shared_settings,
             settings_generation,
+            log_limit: crate::log_limit::LogLimit::per_minute(),
+            access: AccessReader::default(),
             started,
             now: 0,
             outgoing: (0..swarm_workers).map(|_| Vec::new()).collect(),
@@ -163,6 +177,12 @@ impl SocketWorker {
             free_pending: Vec::new(),
             next_generation: 0,
         })
+    }
+
+    /// Enforces the access lists of `access` (without it, none).
+    pub fn with_access(mut self, access: AccessReader) -> SocketWorker {
+        self.access = access;
+        self
     }
 
     pub fn run(mut self) -> io::Result<()> {
@@ -244,16 +264,42 @@ impl SocketWorker {
                     Err(e) => {
                         // E.g. ECONNREFUSED reported for an earlier send:
                         // nothing to do but read on.
-                        log::debug!("socket-{}: recv: {e}", self.id);
+                        let id = self.id;
+                        self.log_limit.log(|left_out| {
+                            log::warn!(
+                                "socket-{id}: recv: {e} ({left_out} more since the last line)"
+                            )
+                        });
                         progress = true;
                     }
                 }
             }
             self.send_batches();
             self.answer();
+            self.wait_for_swarm();
             if !progress || self.shutdown.requested() {
                 break;
             }
+        }
+    }
+
+    /// When several batches are out, waits (briefly) for one to come back.
+    ///
+    /// Why: with a socket and a swarm worker sharing a core, the swarm worker
+    /// runs only while this thread waits. A socket worker that keeps reading
+    /// while answers queue up runs out its time slice, and every answer
+    /// waits for it: milliseconds of latency, and a load that goes in bursts.
+    /// Waiting here hands the core over at once. On separate cores the wait
+    /// is short, as the swarm worker is already at work on the batch.
+    fn wait_for_swarm(&mut self) {
+        let limit = *MAX_IN_FLIGHT;
+        if limit == 0 || self.in_flight < limit * self.to_swarm.len() {
+            return;
+        }
+        if let Ok(batch) = self.from_swarm.recv_timeout(Duration::from_millis(5)) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.answer_batch(batch);
+            self.answer();
         }
     }
 
@@ -272,8 +318,10 @@ impl SocketWorker {
             free_pending,
             next_generation,
             now,
+            access,
             ..
         } = self;
+        let access: &AccessList = access.load();
         let entry = &mut sockets[socket];
         for (src, bytes, truncated) in recv.iter() {
             counters.bytes_received.add(bytes.len() as u64);
@@ -309,12 +357,25 @@ impl SocketWorker {
                         });
                         continue;
                     }
+                    let account = match access.check_udp(&a.info_hash, &a.url_data) {
+                        Ok(tally) => Account::boxed(tally, a.uploaded, a.downloaded),
+                        Err(refusal) => {
+                            refusal.count(counters);
+                            counters.responses_error.inc();
+                            let len = bytes.len();
+                            entry.queue.push(src, |buf| {
+                                udp::write_error(buf, a.transaction_id, refusal.message(), len)
+                            });
+                            continue;
+                        }
+                    };
                     // The port is the one the client announced, the IP the
                     // one the datagram came from (the request's IP field is
                     // ignored).
                     let peer = SocketAddr::new(src.ip(), a.port);
                     let shard = shard_of(&a.info_hash, outgoing.len());
                     outgoing[shard].push(SwarmRequest::Announce {
+                        account,
                         origin: Origin {
                             addr: src,
                             reply: Reply::Udp {
@@ -337,6 +398,16 @@ impl SocketWorker {
                         counters.errors_connection_id.inc();
                         continue;
                     }
+                    // BEP 15 scrapes carry no URL data, so no passkey.
+                    if let Err(refusal) = access.check_scrape(None) {
+                        refusal.count(counters);
+                        counters.responses_error.inc();
+                        let len = bytes.len();
+                        entry.queue.push(src, |buf| {
+                            udp::write_error(buf, s.transaction_id, refusal.message(), len)
+                        });
+                        continue;
+                    }
                     let origin = Origin {
                         addr: src,
                         reply: Reply::Udp {
@@ -350,6 +421,7 @@ impl SocketWorker {
                         next_generation,
                         outgoing,
                         now: *now,
+                        access,
                     };
                     if !scrape.start(origin, &s.info_hashes, false) {
                         counters.dropped_channel_full.inc();
@@ -612,6 +684,8 @@ struct Scrape<'a> {
     next_generation: &'a mut u32,
     outgoing: &'a mut [Vec<SwarmRequest>],
     now: u32,
+    /// Hashes it refuses are not asked for: they stay zeros.
+    access: &'a AccessList,
 }
 
 impl Scrape<'_> {
@@ -635,7 +709,7 @@ impl Scrape<'_> {
             let mine: Vec<(u8, InfoHash)> = hashes
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| shard_of(h, shards) == shard)
+                .filter(|(_, h)| shard_of(h, shards) == shard && self.access.allows(h))
                 .map(|(i, h)| (i as u8, *h))
                 .collect();
             if !mine.is_empty() {
@@ -645,6 +719,15 @@ impl Scrape<'_> {
                     hashes: mine,
                 });
             }
+        }
+        if parts == 0 {
+            // Every hash refused: one empty part, so that the answer (all
+            // zeros, as for unknown torrents) goes the usual way.
+            parts = 1;
+            self.outgoing[0].push(SwarmRequest::ScrapePart {
+                pending: key,
+                hashes: Vec::new(),
+            });
         }
         self.pending[idx] = Some(PendingScrape {
             origin,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use super::{Control, RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
+use crate::access::{AccessReader, Ledger};
 use crate::stats::Stats;
 use crate::swarm::Swarms;
 
@@ -27,6 +28,10 @@ pub struct SwarmWorker {
     pub stats: Arc<Stats>,
     pub cleaning_interval: Duration,
     pub started: Instant,
+    /// The access lists: torrents they refuse are purged by cleaning.
+    pub access: AccessReader,
+    /// Last totals per peer, for per-passkey deltas.
+    pub ledger: Ledger,
 }
 
 impl SwarmWorker {
@@ -36,6 +41,7 @@ impl SwarmWorker {
         let mut next_pass = Instant::now() + self.cleaning_interval;
         let mut cleaning = false;
         let mut pass_removed = 0u64;
+        self.swarms.set_filter(self.access.load().filter());
         loop {
             // While a pass runs, come back soon even without requests.
             let wait = if cleaning {
@@ -59,6 +65,11 @@ impl SwarmWorker {
                 },
                 default(wait) => {}
             }
+            if let Some(list) = self.access.changed() {
+                // New lists: a pass now purges what they refuse.
+                self.swarms.set_filter(list.filter());
+                next_pass = Instant::now();
+            }
             if !cleaning && Instant::now() >= next_pass {
                 cleaning = true;
                 pass_removed = 0;
@@ -67,10 +78,14 @@ impl SwarmWorker {
                 let (removed, done) = self.swarms.clean_step(self.now(), CLEAN_BUDGET);
                 pass_removed += removed as u64;
                 counters.peers_expired.add(removed as u64);
+                let (torrents, peers) = self.swarms.purged();
+                counters.torrents_purged.set(torrents);
+                counters.peers_purged.set(peers);
                 self.publish_totals();
                 if done {
                     cleaning = false;
                     next_pass = Instant::now() + self.cleaning_interval;
+                    self.ledger.rotate(self.now());
                     *self.stats.top[self.id].lock() = self.swarms.top().to_vec();
                     log::debug!(
                         "swarm-{}: cleaning pass removed {pass_removed} peers",
@@ -118,10 +133,17 @@ impl SwarmWorker {
         let counters = &self.stats.swarm[self.id];
         for request in requests.drain(..) {
             match request {
-                SwarmRequest::Announce { origin, announce } => {
+                SwarmRequest::Announce {
+                    origin,
+                    announce,
+                    account,
+                } => {
                     counters.announces.inc();
                     let start = reply.peers.len() as u32;
                     let counts = self.swarms.announce(&announce, now, &mut reply.peers);
+                    if let Some(account) = account {
+                        self.ledger.record(&account, &announce, now);
+                    }
                     if counts.not_stored {
                         counters.not_stored.inc();
                     }

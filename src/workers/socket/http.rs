@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use mio::{Interest, Poll, Token};
 
 use super::{Scrape, SocketWorker, CONN_BASE, LISTENER_BASE};
+use crate::access::Account;
 use crate::protocol::http::{
     self, AnnounceReply, HttpError, HttpRequest, ParseSettings, PeerFormat, Query,
 };
@@ -137,7 +138,10 @@ impl SocketWorker {
                 Err(e) => {
                     // E.g. out of file descriptors: try again at the next
                     // event rather than spin.
-                    log::warn!("socket-{}: accept: {e}", self.id);
+                    let id = self.id;
+                    self.log_limit.log(|left_out| {
+                        log::warn!("socket-{id}: accept: {e} ({left_out} more since the last line)")
+                    });
                     return;
                 }
             };
@@ -275,6 +279,7 @@ impl SocketWorker {
     }
 
     fn http_handle(&mut self, idx: usize, req: HttpRequest) {
+        let access = self.access.load().clone();
         let Some(Some(c)) = self.http.conns.get_mut(idx) else {
             return;
         };
@@ -309,6 +314,14 @@ impl SocketWorker {
         match req.query {
             Query::Announce(a) => {
                 counters.requests_announce.inc();
+                let account = match access.check(&a.info_hash, req.passkey.as_deref()) {
+                    Ok(tally) => Account::boxed(tally, a.uploaded, a.downloaded),
+                    Err(refusal) => {
+                        refusal.count(counters);
+                        self.http_reply_failure(idx, refusal.message(), keep_alive);
+                        return;
+                    }
+                };
                 if self.settings.http.allow_ip_param {
                     if let Some(ip) = a.ip {
                         client_ip = ip;
@@ -329,6 +342,7 @@ impl SocketWorker {
                 let shard = shard_of(&a.info_hash, self.outgoing.len());
                 self.outgoing[shard].push(SwarmRequest::Announce {
                     origin,
+                    account,
                     announce: Announce {
                         info_hash: a.info_hash,
                         addr,
@@ -340,6 +354,11 @@ impl SocketWorker {
             }
             Query::Scrape(hashes) => {
                 counters.requests_scrape.inc();
+                if let Err(refusal) = access.check_scrape(req.passkey.as_deref()) {
+                    refusal.count(counters);
+                    self.http_reply_failure(idx, refusal.message(), keep_alive);
+                    return;
+                }
                 c.waiting = Some(Waiting::Scrape { keep_alive });
                 let scrape = Scrape {
                     pending: &mut self.pending,
@@ -347,6 +366,7 @@ impl SocketWorker {
                     next_generation: &mut self.next_generation,
                     outgoing: &mut self.outgoing,
                     now: self.now,
+                    access: &access,
                 };
                 if !scrape.start(origin, &hashes, true) {
                     counters.dropped_channel_full.inc();
