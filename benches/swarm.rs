@@ -100,6 +100,36 @@ fn many_torrents(c: &mut Criterion) {
             black_box(s.announce(&announce(hash(t), addr(t + 1), false), 1, &mut out))
         })
     });
+    // A batch of 64 announces, as a swarm worker gets them, with and
+    // without the prefetch pass.
+    g.throughput(Throughput::Elements(64));
+    for prefetch in [false, true] {
+        let name = if prefetch {
+            "batch of 64, prefetched"
+        } else {
+            "batch of 64"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let batch: Vec<Announce> = (0..64)
+                    .map(|_| {
+                        t = (t + 7919) % 1_000_000;
+                        announce(hash(t), addr(t + 1), false)
+                    })
+                    .collect();
+                if prefetch {
+                    for a in &batch {
+                        s.prefetch(&a.info_hash);
+                    }
+                }
+                for a in &batch {
+                    out.clear();
+                    black_box(s.announce(a, 1, &mut out));
+                }
+            })
+        });
+    }
+    g.throughput(Throughput::Elements(1));
     g.bench_function("scrape one", |b| {
         b.iter(|| {
             t = (t + 7919) % 1_000_000;

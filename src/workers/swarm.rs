@@ -131,6 +131,21 @@ impl SwarmWorker {
         let mut reply = reply;
         let now = self.now();
         let counters = &self.stats.swarm[self.id];
+        // Start every lookup's cache misses before handling any request:
+        // they then overlap (twice the announces per second with a million
+        // torrents; `cargo bench --bench swarm -- "batch of 64"`).
+        for request in &requests {
+            match request {
+                SwarmRequest::Announce { announce, .. } => {
+                    self.swarms.prefetch(&announce.info_hash)
+                }
+                SwarmRequest::ScrapePart { hashes, .. } => {
+                    for (_, h) in hashes {
+                        self.swarms.prefetch(h);
+                    }
+                }
+            }
+        }
         for request in requests.drain(..) {
             match request {
                 SwarmRequest::Announce {
