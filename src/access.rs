@@ -4,9 +4,9 @@
 //!
 //! The lists are built off the hot path (at start-up, on SIGHUP, on a timer)
 //! into an immutable [`AccessList`] and swapped in whole. Workers hold an
-//! [`AccessReader`]: one relaxed-cost atomic load per batch tells them
-//! whether a new list was swapped in; only then do they take a read lock,
-//! for as long as it takes to clone an `Arc`. No lock is held while a batch
+//! [`AccessReader`]: one atomic load per batch tells them whether a new
+//! list was swapped in; only then do they take a read lock, for as long as
+//! it takes to clone an `Arc`. No lock is held while a batch
 //! is worked on, and a reload never waits for a worker.
 
 use std::path::{Path, PathBuf};
@@ -320,8 +320,10 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
 }
 
-/// The content of a line without its comment, trimmed.
+/// The content of a line without its comment, trimmed (and without the
+/// byte-order mark some editors put at the start of a file).
 fn content(line: &str) -> &str {
+    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     line.split('#').next().unwrap_or("").trim()
 }
 
@@ -713,7 +715,7 @@ mod tests {
             "f".repeat(40),
             "e".repeat(64)
         );
-        let hashes = parse_info_hashes(&text, "list").unwrap();
+        let hashes = parse_info_hashes(&format!("\u{feff}{text}"), "list").unwrap();
         assert_eq!(hashes.len(), 3);
         assert_eq!(hashes[0], InfoHash::from_hex(H1).unwrap());
         assert_eq!(hashes[1], InfoHash([0xff; 20]));
@@ -889,6 +891,30 @@ mod tests {
         assert_eq!(ledger.len(), 1);
         ledger.rotate(350);
         assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn cleaning_purges_what_the_list_refuses() {
+        use crate::swarm::{SwarmConfig, Swarms};
+        let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
+        let mut swarms = Swarms::new(SwarmConfig::default());
+        let mut out = Vec::new();
+        for (hash, port) in [(a, 1), (a, 2), (b, 3)] {
+            let mut ann = announce(AnnounceEvent::Started);
+            ann.info_hash = hash;
+            ann.addr = PeerAddr::V4([127, 0, 0, 1, 0, port]);
+            swarms.announce(&ann, 10, &mut out);
+        }
+        let open = Arc::new(list(AccessMode::Off, &[], None));
+        assert!(open.filter().is_none(), "nothing to test when off");
+        let only_b = Arc::new(list(AccessMode::Allow, &[b], None));
+        swarms.set_filter(only_b.filter());
+        while !swarms.clean_step(10, 1).1 {}
+        assert_eq!(swarms.purged(), (1, 2));
+        assert_eq!(swarms.scrape(&a).leechers, 0);
+        assert_eq!(swarms.scrape(&b).leechers, 1);
+        assert_eq!(swarms.torrent_count(), 1);
+        assert_eq!(swarms.gauges(), swarms.totals());
     }
 
     #[test]

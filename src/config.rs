@@ -304,7 +304,12 @@ impl Config {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let reason = e.message().trim_end();
+            // Some syntax errors (a control character in a comment) come
+            // without a message: still say what is wrong.
+            let reason = match e.message().trim_end() {
+                "" => "invalid TOML syntax",
+                m => m,
+            };
             match line {
                 Some(line) => ConfigError(format!("{origin}:{line}: {reason}")),
                 None => ConfigError(format!("{origin}: {reason}")),
@@ -439,5 +444,13 @@ mod tests {
     fn cross_key_checks() {
         let e = err("[swarm]\npeer_timeout = 10\n[announce]\ninterval = 20\n");
         assert!(e.contains("peer_timeout"), "{e}");
+    }
+
+    /// Found by the `config` fuzz target: a form feed in a comment made toml
+    /// fail with an empty message, and the error read "t.toml:2: ".
+    #[test]
+    fn syntax_error_without_message_still_gives_a_reason() {
+        let e = err("[udp]\n# a\x0ccomment\n");
+        assert_eq!(e, "t.toml:2: invalid TOML syntax");
     }
 }

@@ -388,3 +388,30 @@ fn a_cleaning_pass_finds_the_largest_torrents() {
         .collect();
     assert_eq!(top, vec![(5, 1, 4), (4, 1, 3)]);
 }
+
+/// Found by the `swarm_ops` fuzz target: `max_peers_per_torrent` was applied
+/// to each address family alone, so a torrent held up to twice the limit
+/// (IPv4 and IPv6 peers each up to it).
+#[test]
+fn max_peers_per_torrent_counts_both_families() {
+    let mut s = Swarms::new(SwarmConfig {
+        max_peers_per_torrent: 3,
+        ..SwarmConfig::default()
+    });
+    let mut out = Vec::new();
+    for i in 0..2 {
+        s.announce(&ann(1, v4(i), AnnounceEvent::Started, false), NOW, &mut out);
+    }
+    let c = s.announce(&ann(1, v6(1), AnnounceEvent::Started, false), NOW, &mut out);
+    assert!(!c.not_stored);
+    let c = s.announce(&ann(1, v6(2), AnnounceEvent::Started, false), NOW, &mut out);
+    assert!(c.not_stored, "a fourth peer, of the other family");
+    let c = s.announce(&ann(1, v4(3), AnnounceEvent::Started, true), NOW, &mut out);
+    assert!(c.not_stored);
+    assert_eq!((c.seeders, c.leechers), (0, 3));
+    // A stored peer that re-announces is still served and kept.
+    let c = s.announce(&ann(1, v6(1), AnnounceEvent::None, true), NOW, &mut out);
+    assert!(!c.not_stored);
+    assert_eq!((c.seeders, c.leechers), (1, 2));
+    check_invariants(&s);
+}

@@ -1,6 +1,8 @@
-//! Judging one tracker response against the request it answers: right action,
-//! peer list in whole 6- or 18-byte entries and no longer than asked for, 12
-//! bytes of scrape figures per info hash asked about. Pure functions, no I/O.
+//! Judging one UDP tracker response against the request it answers: right
+//! action, peer list in whole 6- or 18-byte entries and no longer than asked
+//! for, 12 bytes of scrape figures per info hash asked about. Pure functions,
+//! no I/O. The kinds, expectations and verdicts are shared with the HTTP
+//! checks in `http_wire`.
 
 use swarmd::protocol::udp::{ConnectionId, Response};
 
@@ -40,7 +42,8 @@ pub enum Invalid {
     /// Not a BEP 15 response at all (too short, unknown action, a scrape not in
     /// 12-byte steps, ...).
     Unparsable,
-    /// Its transaction id matches no request in flight.
+    /// UDP: its transaction id matches no request in flight. HTTP: a response
+    /// on a connection with no request in flight.
     UnknownTransaction,
     /// A valid response of another kind than the request.
     WrongAction,
@@ -49,18 +52,34 @@ pub enum Invalid {
     PeerListLength,
     /// More peers than the announce asked for.
     TooManyPeers,
-    /// Not one 12-byte entry per info hash asked about.
+    /// UDP: not one 12-byte entry per info hash asked about. HTTP: more
+    /// `files` than info hashes asked about.
     ScrapeLength,
+    /// HTTP: a status other than 200 (tracker errors are `200 OK` with a
+    /// `failure reason`).
+    HttpStatus,
+    /// HTTP: a head that does not parse, or no usable Content-Length.
+    HttpHead,
+    /// HTTP: a body that is not one well-formed bencoded dictionary.
+    Bencode,
+    /// HTTP: a body without `interval` and `peers` (announce) or `files`
+    /// (scrape), or with one of the wrong type.
+    MissingField,
 }
 
 impl Invalid {
-    pub const ALL: [Invalid; 6] = [
+    pub const COUNT: usize = Invalid::ALL.len();
+    pub const ALL: [Invalid; 10] = [
         Invalid::Unparsable,
         Invalid::UnknownTransaction,
         Invalid::WrongAction,
         Invalid::PeerListLength,
         Invalid::TooManyPeers,
         Invalid::ScrapeLength,
+        Invalid::HttpStatus,
+        Invalid::HttpHead,
+        Invalid::Bencode,
+        Invalid::MissingField,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +90,10 @@ impl Invalid {
             Invalid::PeerListLength => "peer_list_length",
             Invalid::TooManyPeers => "too_many_peers",
             Invalid::ScrapeLength => "scrape_length",
+            Invalid::HttpStatus => "http_status",
+            Invalid::HttpHead => "http_head",
+            Invalid::Bencode => "bencode",
+            Invalid::MissingField => "missing_field",
         }
     }
 }
@@ -83,7 +106,7 @@ pub enum Verdict {
         peers: usize,
     },
     Scraped,
-    /// The tracker answered with a BEP 15 error.
+    /// The tracker answered with a BEP 15 error, or an HTTP `failure reason`.
     Error,
     Invalid(Invalid),
 }

@@ -22,7 +22,7 @@ use swarmd::protocol::AnnounceEvent;
 
 use crate::check::{judge, Expect, Invalid, Kind, Verdict};
 use crate::model::{peer_flags, Population};
-use crate::options::{PeerOrder, UdpOptions};
+use crate::options::{LoadOptions, PeerOrder};
 use crate::report::{Counters, PeerTally};
 use crate::sys::{send_batch, RecvBatch, BATCH};
 
@@ -242,7 +242,7 @@ fn open_socket(local: SocketAddr, target: SocketAddr) -> Result<mio::net::UdpSoc
 
 /// The state of one load thread.
 struct Worker<'a> {
-    o: &'a UdpOptions,
+    o: &'a LoadOptions,
     pop: &'a Population,
     rng: fastrand::Rng,
     counters: Counters,
@@ -264,7 +264,7 @@ struct Worker<'a> {
 }
 
 pub fn run_thread(
-    o: &UdpOptions,
+    o: &LoadOptions,
     pop: &Population,
     thread: usize,
     plan: Plan,

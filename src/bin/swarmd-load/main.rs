@@ -1,12 +1,15 @@
-//! swarmd-load: a load generator for BEP 15 (UDP) BitTorrent trackers (swarmd,
-//! aquatic_udp, opentracker, ...), a do-nothing responder that gives the
-//! machine's ceiling, and a printer of the info hashes it uses. This file
-//! parses the command line, starts the load threads, prints progress and sums
-//! their figures; the work itself is in the sibling modules.
+//! swarmd-load: a load generator for BEP 15 (UDP) and BEP 3 (HTTP) BitTorrent
+//! trackers (swarmd, aquatic, opentracker, ...), a do-nothing UDP responder
+//! that gives the machine's ceiling, and a printer of the info hashes it uses.
+//! This file parses the command line, starts the load threads, prints progress
+//! and sums their figures; the work itself is in the sibling modules (`client`
+//! for UDP, `http` for HTTP).
 
 mod aquatic;
 mod check;
 mod client;
+mod http;
+mod http_wire;
 mod model;
 mod options;
 mod ping;
@@ -26,7 +29,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::client::{new_histogram, Plan, ThreadResult};
 use crate::model::Population;
-use crate::options::{Command, HashesOptions, UdpOptions, USAGE};
+use crate::options::{Command, HashesOptions, LoadOptions, Protocol, USAGE};
 use crate::report::{progress_line, Counters, PeerTally, Summary};
 
 fn main() -> ExitCode {
@@ -54,7 +57,7 @@ fn run() -> Result<ExitCode> {
             hashes(&o)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Udp(o) => udp(&o),
+        Command::Load(o) => load(&o),
     }
 }
 
@@ -76,7 +79,7 @@ fn hashes(o: &HashesOptions) -> Result<()> {
 
 /// Runs the load and reports. Exits 1 when not a single valid answer came
 /// back, so scripts notice a tracker that is not there.
-fn udp(o: &UdpOptions) -> Result<ExitCode> {
+fn load(o: &LoadOptions) -> Result<ExitCode> {
     let pop = Population::new(o.torrents, o.peers, o.skew, o.seed);
     let start = Instant::now();
     let plan = Plan {
@@ -96,7 +99,10 @@ fn udp(o: &UdpOptions) -> Result<ExitCode> {
                 thread::Builder::new()
                     .name(format!("load-{i}"))
                     .spawn_scoped(scope, move || {
-                        let r = client::run_thread(o, pop, i, plan, counters, abort);
+                        let r = match o.protocol {
+                            Protocol::Udp => client::run_thread(o, pop, i, plan, counters, abort),
+                            Protocol::Http => http::run_thread(o, pop, i, plan, counters, abort),
+                        };
                         if r.is_err() {
                             abort.store(true, Ordering::Relaxed);
                         }
@@ -110,7 +116,7 @@ fn udp(o: &UdpOptions) -> Result<ExitCode> {
                     .iter()
                     .all(|h| h.as_ref().map_or(true, |h| h.is_finished()))
             };
-            show_progress(start, plan, &shared, all_done);
+            show_progress(o.protocol, start, plan, &shared, all_done);
         }
         handles
             .into_iter()
@@ -159,6 +165,7 @@ fn udp(o: &UdpOptions) -> Result<ExitCode> {
 /// done: one line rewritten in place on a terminal, one line a second
 /// otherwise.
 fn show_progress(
+    protocol: Protocol,
     start: Instant,
     plan: Plan,
     shared: &[Mutex<Counters>],
@@ -187,6 +194,7 @@ fn show_progress(
         let now = Instant::now();
         let secs = now.duration_since(previous_at).as_secs_f64();
         let line = progress_line(
+            protocol,
             now.duration_since(start),
             &total.since(&previous),
             secs,

@@ -1,6 +1,8 @@
 //! The command line: subcommands, their options, defaults and limits. Every
 //! figure is bounded here, and every address must be a loopback one, so the
-//! rest of the program can trust what it is given.
+//! rest of the program can trust what it is given. `udp` and `http` share the
+//! population, the mix and the timing options; each has its own transport
+//! options.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,11 +14,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use lexopt::prelude::*;
 
 pub const USAGE: &str = "\
-swarmd-load: load generator and do-nothing responder for BEP 15 (UDP) trackers.
-Traffic never leaves the machine: every address must be a loopback one.
+swarmd-load: load generator for BEP 15 (UDP) and BEP 3 (HTTP) trackers, and a
+do-nothing UDP responder. Traffic never leaves the machine: every address must
+be a loopback one.
 
 USAGE:
     swarmd-load [udp] --target ADDR [OPTIONS]
+    swarmd-load http --target ADDR [--connections N] [--pipeline K] [OPTIONS]
     swarmd-load responder --bind ADDR [--duration SECS]
     swarmd-load hashes [--torrents N] [--seed N | --aquatic-load-test]
     swarmd-load ping --target ADDR [--torrent N] [--wait SECS]
@@ -52,6 +56,16 @@ udp (the default): simulate many peers on many torrents against a tracker.
     --json FILE             also write every figure as JSON to FILE
     --quiet                 no progress lines on stderr
 
+http: the same peers, torrents, mix and events over HTTP/1.1 keep-alive
+connections (GET /announce with compact=1, GET /scrape). Takes the options of
+`udp` except --sockets, --inflight and --connect, and these:
+    --connections N         TCP connections in all, spread over the threads [256]
+    --pipeline K            requests in flight per connection (HTTP pipelining);
+                            1 waits for each answer before the next [1]
+    A connection the tracker closes, or one whose oldest request times out,
+    is opened again at once (counted as a reconnect); with --ipv4-clients-from
+    connection i binds address i+1 of the net, as sockets do in `udp`.
+
 responder: answer every request with the smallest valid response, one
 recv_from/send_to per datagram on one thread: the machine's ceiling.
     --bind ADDR             address to listen on, e.g. 127.0.0.1:6969
@@ -61,6 +75,7 @@ ping: wait until the tracker answers a connect and then an announce (of one
 peer outside the simulated ones, to a torrent of `udp`); exit 0 then, 1 if it
 has not after --wait SECS. For scripts that start trackers.
     --target ADDR
+    --http                  announce over HTTP (GET /announce) instead
     --torrent N             which torrent to announce [0]
     --wait SECS             [30]
     --seed N                [1]
@@ -72,7 +87,8 @@ hashes: print the info hashes `udp` uses (hex, one a line), e.g. for a whitelist
 ";
 
 pub enum Command {
-    Udp(Box<UdpOptions>),
+    /// `udp` or `http`, told apart by `LoadOptions::protocol`.
+    Load(Box<LoadOptions>),
     Responder(ResponderOptions),
     Hashes(HashesOptions),
     Ping(PingOptions),
@@ -133,8 +149,25 @@ pub enum PeerOrder {
     Once,
 }
 
+/// The tracker protocol a load speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Udp,
+    Http,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
-pub struct UdpOptions {
+pub struct LoadOptions {
+    pub protocol: Protocol,
     pub target: SocketAddr,
     pub torrents: u64,
     pub peers: u64,
@@ -142,10 +175,15 @@ pub struct UdpOptions {
     pub duration: Duration,
     pub warmup: Duration,
     pub threads: usize,
+    /// UDP: sockets per thread.
     pub sockets: usize,
+    /// HTTP: TCP connections over all threads.
+    pub connections: usize,
     pub rate: u64,
     /// Requests to send in all (0: no bound but the duration).
     pub requests: u64,
+    /// UDP: requests in flight per socket. HTTP: per connection (the
+    /// pipeline depth).
     pub inflight: usize,
     /// Weights of connect, announce and scrape, indexed by `Kind`.
     pub weights: [u32; 3],
@@ -162,7 +200,15 @@ pub struct UdpOptions {
     pub quiet: bool,
 }
 
-impl UdpOptions {
+impl LoadOptions {
+    /// Client sockets (UDP) or connections (HTTP) over all threads.
+    pub fn clients(&self) -> usize {
+        match self.protocol {
+            Protocol::Udp => self.threads * self.sockets,
+            Protocol::Http => self.connections,
+        }
+    }
+
     /// The address client socket `i` (counted over all threads) binds to.
     pub fn client_ip(&self, i: usize) -> IpAddr {
         match (self.target, self.clients_from) {
@@ -182,6 +228,8 @@ pub struct ResponderOptions {
 #[derive(Clone, Debug)]
 pub struct PingOptions {
     pub target: SocketAddr,
+    /// Announce over HTTP rather than UDP.
+    pub http: bool,
     /// Which torrent of `udp` to announce.
     pub torrent: u64,
     pub wait: Duration,
@@ -240,7 +288,7 @@ fn seconds(p: &mut lexopt::Parser, name: &str, max: u64) -> Result<Duration> {
 pub fn parse(args: Vec<OsString>) -> Result<Command> {
     let mut args = args.into_iter().peekable();
     let command = match args.peek().and_then(|a| a.to_str()) {
-        Some(c @ ("udp" | "responder" | "hashes" | "ping" | "help")) => {
+        Some(c @ ("udp" | "http" | "responder" | "hashes" | "ping" | "help")) => {
             let c = c.to_owned();
             args.next();
             c
@@ -253,14 +301,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Command> {
         "hashes" => parse_hashes(&mut p),
         "ping" => parse_ping(&mut p),
         "help" => Ok(Command::Help),
-        _ => parse_udp(&mut p),
+        "http" => parse_load(&mut p, Protocol::Http),
+        _ => parse_load(&mut p, Protocol::Udp),
     }
 }
 
-fn parse_udp(p: &mut lexopt::Parser) -> Result<Command> {
+fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
     let mut target = None;
     let mut clients_from = Some("127.0.0.0/8".parse()?);
-    let mut o = UdpOptions {
+    let http = protocol == Protocol::Http;
+    let mut o = LoadOptions {
+        protocol,
         target: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         torrents: 1_000_000,
         peers: 2_000_000,
@@ -269,9 +320,10 @@ fn parse_udp(p: &mut lexopt::Parser) -> Result<Command> {
         warmup: Duration::from_secs(1),
         threads: 1,
         sockets: 4,
+        connections: 256,
         rate: 0,
         requests: 0,
-        inflight: 64,
+        inflight: if http { 1 } else { 64 },
         weights: [0, 100, 1],
         scrape_hashes: 10,
         numwant: 30,
@@ -296,13 +348,23 @@ fn parse_udp(p: &mut lexopt::Parser) -> Result<Command> {
             Long("duration") => o.duration = seconds(p, "duration", 3600)?,
             Long("warmup") => o.warmup = seconds(p, "warmup", 3600)?,
             Long("threads") => o.threads = within("threads", number(p, "threads")?, 1, 64)?,
-            Long("sockets") => o.sockets = within("sockets", number(p, "sockets")?, 1, 1024)?,
+            Long("sockets") if !http => {
+                o.sockets = within("sockets", number(p, "sockets")?, 1, 1024)?
+            }
+            Long("connections") if http => {
+                o.connections = within("connections", number(p, "connections")?, 1, 60_000)?
+            }
+            Long("pipeline") if http => {
+                o.inflight = within("pipeline", number(p, "pipeline")?, 1, 64)?
+            }
             Long("rate") => o.rate = within("rate", number(p, "rate")?, 0, 100_000_000)?,
             Long("requests") => {
                 o.requests = within("requests", number(p, "requests")?, 0, 1_000_000_000)?
             }
-            Long("inflight") => o.inflight = within("inflight", number(p, "inflight")?, 1, 4096)?,
-            Long("connect") => {
+            Long("inflight") if !http => {
+                o.inflight = within("inflight", number(p, "inflight")?, 1, 4096)?
+            }
+            Long("connect") if !http => {
                 o.weights[0] = within("connect", number(p, "connect")?, 0, 1_000_000)?
             }
             Long("announce") => {
@@ -352,11 +414,17 @@ fn parse_udp(p: &mut lexopt::Parser) -> Result<Command> {
     if o.weights.iter().all(|&w| w == 0) {
         bail!("at least one of --connect, --announce, --scrape needs a weight");
     }
-    let clients = (o.threads * o.sockets) as u64;
+    let clients = o.clients() as u64;
     if o.peers < clients {
-        bail!("--peers must be at least --threads × --sockets ({clients})");
+        match protocol {
+            Protocol::Udp => bail!("--peers must be at least --threads × --sockets ({clients})"),
+            Protocol::Http => bail!("--peers must be at least --connections ({clients})"),
+        }
     }
-    Ok(Command::Udp(Box::new(o)))
+    if o.connections < o.threads && http {
+        bail!("--connections must be at least --threads");
+    }
+    Ok(Command::Load(Box::new(o)))
 }
 
 fn parse_responder(p: &mut lexopt::Parser) -> Result<Command> {
@@ -379,9 +447,11 @@ fn parse_ping(p: &mut lexopt::Parser) -> Result<Command> {
     let mut wait = Duration::from_secs(30);
     let mut seed = 1;
     let mut torrent = 0;
+    let mut http = false;
     while let Some(arg) = p.next()? {
         match arg {
             Long("target") => target = Some(loopback(&p.value()?.string()?, "--target")?),
+            Long("http") => http = true,
             Long("wait") => wait = seconds(p, "wait", 3600)?,
             Long("torrent") => torrent = within("torrent", number(p, "torrent")?, 0, 1 << 32)?,
             Long("seed") => seed = number(p, "seed")?,
@@ -392,6 +462,7 @@ fn parse_ping(p: &mut lexopt::Parser) -> Result<Command> {
     let target = target.ok_or_else(|| anyhow!("--target ADDR is required (see --help)"))?;
     Ok(Command::Ping(PingOptions {
         target,
+        http,
         torrent,
         wait,
         seed,
@@ -451,7 +522,7 @@ mod tests {
     #[test]
     fn numbers_take_separators_and_limits() {
         match parse(args("--target 127.0.0.1:1 --peers 5_000_000 --duration 20")) {
-            Ok(Command::Udp(o)) => {
+            Ok(Command::Load(o)) => {
                 assert_eq!(o.peers, 5_000_000);
                 assert_eq!(o.duration, Duration::from_secs(20));
             }
@@ -459,5 +530,34 @@ mod tests {
         }
         assert!(parse(args("--target 127.0.0.1:1 --duration 3601")).is_err());
         assert!(parse(args("--target 127.0.0.1:1 --warmup 10")).is_err());
+    }
+
+    #[test]
+    fn http_takes_its_own_transport_options() {
+        match parse(args(
+            "http --target 127.0.0.1:1 --connections 1000 --pipeline 4",
+        )) {
+            Ok(Command::Load(o)) => {
+                assert_eq!(o.protocol, Protocol::Http);
+                assert_eq!((o.connections, o.inflight, o.clients()), (1000, 4, 1000));
+            }
+            _ => panic!("expected http options"),
+        }
+        match parse(args("http --target [::1]:1")) {
+            Ok(Command::Load(o)) => assert_eq!((o.connections, o.inflight), (256, 1)),
+            _ => panic!("expected http options"),
+        }
+        assert!(parse(args("http --target 10.1.1.1:80")).is_err());
+        assert!(parse(args("http --target 127.0.0.1:1 --sockets 4")).is_err());
+        assert!(parse(args("http --target 127.0.0.1:1 --connect 1")).is_err());
+        assert!(parse(args("udp --target 127.0.0.1:1 --connections 4")).is_err());
+        assert!(parse(args(
+            "http --target 127.0.0.1:1 --connections 2 --threads 3"
+        ))
+        .is_err());
+        assert!(parse(args(
+            "http --target 127.0.0.1:1 --peers 10 --connections 11"
+        ))
+        .is_err());
     }
 }

@@ -2,10 +2,12 @@
 //! A bound port is not enough: opentracker, for one, answers connects (and
 //! `stopped` announces) before its whitelist is loaded, so readiness means a
 //! connect and then a plain announce both get valid answers. That announce
-//! adds one peer, with an identity outside the simulated population.
+//! adds one peer, with an identity outside the simulated population. With
+//! `--http` the announce goes over HTTP instead, on a new connection each
+//! attempt.
 
-use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,8 @@ use anyhow::{Context, Result};
 use swarmd::protocol::udp::{AnnounceRequest, ConnectRequest, Request, Response, TransactionId};
 use swarmd::protocol::AnnounceEvent;
 
+use crate::check::{Expect, Kind, Verdict};
+use crate::http_wire::{self, Framed};
 use crate::model::Population;
 use crate::options::PingOptions;
 
@@ -20,6 +24,9 @@ use crate::options::PingOptions;
 const ATTEMPT: Duration = Duration::from_millis(200);
 
 pub fn run(o: &PingOptions) -> Result<ExitCode> {
+    if o.http {
+        return run_http(o);
+    }
     let local: SocketAddr = if o.target.is_ipv6() {
         "[::1]:0".parse()?
     } else {
@@ -74,6 +81,69 @@ pub fn run(o: &PingOptions) -> Result<ExitCode> {
         o.wait.as_secs()
     );
     Ok(ExitCode::from(1))
+}
+
+fn run_http(o: &PingOptions) -> Result<ExitCode> {
+    let pop = Population::new(o.torrent + 1, 1, 1.0, o.seed);
+    let peer = u64::MAX;
+    let mut request = Vec::new();
+    http_wire::write_announce(
+        &mut request,
+        &o.target.to_string(),
+        &http_wire::Announce {
+            info_hash: pop.info_hash(o.torrent),
+            peer_id: pop.peer_id(peer),
+            port: pop.port(peer),
+            uploaded: 0,
+            downloaded: 0,
+            left: 0,
+            event: AnnounceEvent::None,
+            numwant: 0,
+            key: pop.key(peer),
+        },
+    );
+    let deadline = Instant::now() + o.wait;
+    while Instant::now() < deadline {
+        if ask_http(o.target, &request) == Some(Verdict::Announced { peers: 0 }) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "swarmd-load ping: {} did not answer an HTTP announce within {} s",
+        o.target,
+        o.wait.as_secs()
+    );
+    Ok(ExitCode::from(1))
+}
+
+/// Sends `request` on a new connection and judges the answer, if one comes
+/// within [`ATTEMPT`].
+fn ask_http(target: SocketAddr, request: &[u8]) -> Option<Verdict> {
+    let mut stream = TcpStream::connect_timeout(&target, ATTEMPT).ok()?;
+    stream.set_read_timeout(Some(ATTEMPT)).ok()?;
+    stream.write_all(request).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match http_wire::split_response(&buf, 1 << 20) {
+            Framed::Complete(r) => {
+                let expect = Expect {
+                    kind: Kind::Announce,
+                    count: Some(0),
+                };
+                return Some(http_wire::judge(&r, expect));
+            }
+            Framed::Bad(_) => return None,
+            Framed::Partial => {}
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Sends one request and returns the answer with the same transaction id, if

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::check::{Invalid, Kind};
-use crate::options::UdpOptions;
+use crate::options::{LoadOptions, Protocol};
 
 /// Event names in BEP 15 order (0 none, 1 completed, 2 started, 3 stopped).
 pub const EVENTS: [&str; 4] = ["none", "completed", "started", "stopped"];
@@ -20,16 +20,21 @@ pub struct Counters {
     pub sent: [u64; 3],
     /// Valid responses, by `Kind`.
     pub answered: [u64; 3],
-    /// BEP 15 error responses.
+    /// BEP 15 error responses, or HTTP ones with a `failure reason`.
     pub errors: u64,
     /// Wrong responses, by `Invalid`.
-    pub invalid: [u64; 6],
+    pub invalid: [u64; Invalid::COUNT],
     /// Requests that got no answer in time.
     pub timeouts: u64,
     /// Answers that came after their request had timed out.
     pub late: u64,
     pub send_errors: u64,
     pub recv_errors: u64,
+    /// HTTP: connections opened again after the tracker closed them, after a
+    /// time out, or after an answer that broke the framing.
+    pub reconnects: u64,
+    /// HTTP: requests whose connection closed before their answer came.
+    pub lost: u64,
     /// Peers in all valid announce responses.
     pub peers_returned: u64,
     /// Announces sent, by event.
@@ -60,6 +65,8 @@ impl Counters {
         self.late += o.late;
         self.send_errors += o.send_errors;
         self.recv_errors += o.recv_errors;
+        self.reconnects += o.reconnects;
+        self.lost += o.lost;
         self.peers_returned += o.peers_returned;
         add(&mut self.events, &o.events);
     }
@@ -75,6 +82,8 @@ impl Counters {
             late: self.late.saturating_sub(base.late),
             send_errors: self.send_errors.saturating_sub(base.send_errors),
             recv_errors: self.recv_errors.saturating_sub(base.recv_errors),
+            reconnects: self.reconnects.saturating_sub(base.reconnects),
+            lost: self.lost.saturating_sub(base.lost),
             peers_returned: self.peers_returned.saturating_sub(base.peers_returned),
             events: sub(&self.events, &base.events),
         }
@@ -103,17 +112,30 @@ pub struct PeerTally {
 }
 
 /// One progress line for the last `secs` seconds.
-pub fn progress_line(elapsed: Duration, window: &Counters, secs: f64, measuring: bool) -> String {
+pub fn progress_line(
+    protocol: Protocol,
+    elapsed: Duration,
+    window: &Counters,
+    secs: f64,
+    measuring: bool,
+) -> String {
     let per = |n: u64| n as f64 / secs.max(1e-9);
+    // UDP has connect requests; HTTP has (re)connections instead.
+    let third = match protocol {
+        Protocol::Udp => format!(
+            "connect {:.0}",
+            per(window.answered[Kind::Connect as usize])
+        ),
+        Protocol::Http => format!("reconnects {}", window.reconnects),
+    };
     format!(
-        "{:>5.1}s{} sent/s {:>8.0}  responses/s {:>8.0} (announce {:.0}, scrape {:.0}, connect {:.0})  timeouts {}  errors {}  invalid {}",
+        "{:>5.1}s{} sent/s {:>8.0}  responses/s {:>8.0} (announce {:.0}, scrape {:.0}, {third})  timeouts {}  errors {}  invalid {}",
         elapsed.as_secs_f64(),
         if measuring { " " } else { "w" },
         per(window.total_sent()),
         per(window.total_answered()),
         per(window.answered[Kind::Announce as usize]),
         per(window.answered[Kind::Scrape as usize]),
-        per(window.answered[Kind::Connect as usize]),
         window.timeouts,
         window.errors,
         window.total_invalid(),
@@ -135,13 +157,19 @@ pub struct Latency {
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub tool: &'static str,
+    /// "udp" or "http".
+    pub protocol: &'static str,
     pub target: String,
     pub seconds: f64,
     pub threads: usize,
+    /// UDP sockets per thread; HTTP: the most connections a thread has.
     pub sockets_per_thread: usize,
+    /// UDP sockets or HTTP connections over all threads.
+    pub connections: usize,
     pub torrents: u64,
     pub peers: u64,
     pub target_rate: u64,
+    /// UDP: most requests in flight per socket; HTTP: per connection.
     pub inflight_per_socket: usize,
     pub requests_per_sec: f64,
     pub responses_per_sec: f64,
@@ -155,6 +183,8 @@ pub struct Summary {
     pub invalid_by_reason: BTreeMap<&'static str, u64>,
     pub send_errors: u64,
     pub recv_errors: u64,
+    pub reconnects: u64,
+    pub lost: u64,
     /// Microseconds from send to receipt of valid and error responses.
     pub latency_us: Latency,
     pub peers_per_announce: f64,
@@ -167,7 +197,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(
-        o: &UdpOptions,
+        o: &LoadOptions,
         c: &Counters,
         hist: &Histogram<u64>,
         tally: PeerTally,
@@ -183,10 +213,15 @@ impl Summary {
         let announces = c.answered[Kind::Announce as usize];
         Summary {
             tool: "swarmd-load",
+            protocol: o.protocol.name(),
             target: o.target.to_string(),
             seconds,
             threads: o.threads,
-            sockets_per_thread: o.sockets,
+            sockets_per_thread: match o.protocol {
+                Protocol::Udp => o.sockets,
+                Protocol::Http => o.connections.div_ceil(o.threads),
+            },
+            connections: o.clients(),
             torrents: o.torrents,
             peers: o.peers,
             target_rate: o.rate,
@@ -209,6 +244,8 @@ impl Summary {
                 .collect(),
             send_errors: c.send_errors,
             recv_errors: c.recv_errors,
+            reconnects: c.reconnects,
+            lost: c.lost,
             latency_us: Latency {
                 samples: hist.len(),
                 mean: hist.mean(),
@@ -241,7 +278,7 @@ impl Summary {
             "target={} seconds={:.1} requests_per_sec={:.0} responses_per_sec={:.0} \
              announce_per_sec={:.0} scrape_per_sec={:.0} connect_per_sec={:.0} \
              p50_us={} p99_us={} p999_us={} max_us={} timeouts={} errors={} invalid={} late={} \
-             peers_per_announce={:.1} live_peers={}",
+             reconnects={} lost={} peers_per_announce={:.1} live_peers={}",
             self.target,
             self.seconds,
             self.requests_per_sec,
@@ -257,6 +294,8 @@ impl Summary {
             self.errors,
             self.invalid,
             self.late,
+            self.reconnects,
+            self.lost,
             self.peers_per_announce,
             self.live_peers,
         )
