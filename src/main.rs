@@ -171,12 +171,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     loop {
         crossbeam_channel::select! {
             recv(signals) -> signal => match signal {
-                Ok(SIGHUP) => {
-                    if let Err(e) = tracker.reload_access() {
-                        log::warn!("SIGHUP: keeping the old access lists: {e}");
-                    }
-                    reload(&tracker, path.as_deref())
-                }
+                Ok(SIGHUP) => reload(&tracker, path.as_deref()),
                 Ok(s) => {
                     log::info!("signal {s}: stopping");
                     break;
@@ -208,7 +203,10 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 /// bad file changes nothing.
 fn reload(tracker: &swarmd::Tracker, path: Option<&std::path::Path>) {
     let Some(path) = path else {
-        log::info!("SIGHUP: running on embedded defaults, nothing to reload");
+        // No file to re-read; the access lists (if any) are re-read.
+        if let Err(e) = tracker.reload_access() {
+            log::warn!("SIGHUP: keeping the old access lists: {e}");
+        }
         return;
     };
     let new = match Config::load(path) {
@@ -220,6 +218,9 @@ fn reload(tracker: &swarmd::Tracker, path: Option<&std::path::Path>) {
     };
     if std::env::var_os("RUST_LOG").is_none() {
         log::set_max_level(new.log.level.0);
+    }
+    if let Err(e) = tracker.access().reload_with(&new.access) {
+        log::warn!("SIGHUP: keeping the old access lists: {e}");
     }
     let restart = tracker.reload(&new);
     if !restart.is_empty() {

@@ -6,6 +6,7 @@
 //! - `/stats`: the same numbers as JSON, plus rates per second
 //! - `/torrents?top=N`: the largest swarms (as of the last cleaning pass)
 //! - `/torrents/<40 hex digits>`: one torrent's counts
+//! - `/passkeys`: per-passkey announces and uploaded/downloaded deltas
 //! - `/healthz`: `ok` while every worker runs, 503 otherwise
 //!
 //! Connections are served one at a time with short timeouts and a bounded
@@ -198,6 +199,27 @@ impl StatsServer {
                 &prometheus(&self.view.stats),
             ),
             "/stats" => respond(&mut stream, 200, "application/json", &self.json()),
+            "/passkeys" => {
+                let list: Vec<_> = self
+                    .view
+                    .passkey_stats()
+                    .into_iter()
+                    .map(|(who, c)| {
+                        json!({
+                            "user": who,
+                            "announces": c.announces,
+                            "uploaded": c.uploaded,
+                            "downloaded": c.downloaded,
+                        })
+                    })
+                    .collect();
+                respond(
+                    &mut stream,
+                    200,
+                    "application/json",
+                    &serde_json::Value::from(list).to_string(),
+                )
+            }
             "/healthz" => {
                 if self.view.stats.healthy() {
                     respond(&mut stream, 200, "text/plain", "ok\n")
@@ -251,7 +273,7 @@ impl StatsServer {
                 &mut stream,
                 404,
                 "text/plain",
-                "routes: /metrics /stats /torrents?top=N /torrents/<hex> /healthz\n",
+                "routes: /metrics /stats /torrents?top=N /torrents/<hex> /passkeys /healthz\n",
             ),
         }
     }

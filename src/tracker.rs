@@ -90,9 +90,15 @@ pub struct Tracker {
 pub struct TrackerView {
     pub stats: Arc<Stats>,
     controls: Vec<Sender<Control>>,
+    access: Arc<Access>,
 }
 
 impl TrackerView {
+    /// Per-passkey counters (see [`Tracker::passkey_stats`]).
+    pub fn passkey_stats(&self) -> Vec<(String, crate::access::PasskeyCounters)> {
+        self.access.passkey_stats()
+    }
+
     /// One torrent's counts, asked of the swarm worker that holds it. None
     /// if it did not answer within a second (stopping, or swamped).
     pub fn torrent(&self, info_hash: InfoHash) -> Option<ScrapeStats> {
@@ -365,6 +371,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let view = TrackerView {
         stats: stats.clone(),
         controls,
+        access: access.clone(),
     };
     let mut stats_addr = None;
     let mut stats_waker = None;

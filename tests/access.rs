@@ -495,6 +495,19 @@ fn passkey_counters_sum_deltas_per_user() {
             ),
         ]
     );
+    // The stats endpoint shows the same.
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(t.stats_addr().unwrap()).unwrap();
+        s.write_all(b"GET /passkeys HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n").unwrap().1.to_string()
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["user"], "alice");
+    assert_eq!(v[0]["uploaded"], 1525);
+    assert_eq!(v[1]["announces"], 1);
     // A reload keeps the counters of keys that stay.
     dir.write("keys.txt", "k1 alice\nk2 bob\n");
     t.reload_access().unwrap();
