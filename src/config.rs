@@ -172,6 +172,10 @@ pub struct SwarmTable {
     /// Most torrents per swarm worker (0: no limit). Beyond it, announces
     /// for new torrents get empty replies and are not stored.
     pub max_torrents: usize,
+    /// Keep each peer's 20-byte peer id, so that HTTP clients asking for
+    /// the dictionary model (compact=0) get `peer id`s. Costs 20 bytes per
+    /// peer; off by default, as clients ask for compact lists.
+    pub peer_ids: bool,
 }
 
 impl Default for SwarmTable {
@@ -181,6 +185,7 @@ impl Default for SwarmTable {
             cleaning_interval: Positive(30),
             max_peers_per_torrent: 0,
             max_torrents: 0,
+            peer_ids: false,
         }
     }
 }

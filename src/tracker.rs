@@ -312,29 +312,35 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
 
     let mut swarm_threads = Vec::with_capacity(swarm_workers);
     for (id, (rx, control)) in request_rxs.into_iter().zip(control_rxs).enumerate() {
-        let worker = SwarmWorker {
-            id,
-            swarms: {
-                let mut s = Swarms::new(config.swarm_config());
-                s.set_top_len(config.stats.top_torrents);
-                s
-            },
-            requests: rx,
-            control,
-            responses: response_txs.clone(),
-            wakes: wakes.clone(),
-            stats: stats.clone(),
-            cleaning_interval: Duration::from_secs(config.swarm.cleaning_interval.get() as u64),
-            started,
-            access: access.reader(),
-            ledger: Ledger::new(config.swarm.peer_timeout.get()),
+        // The same worker over swarms with or without peer ids.
+        macro_rules! worker {
+            ($swarms:expr) => {{
+                let mut swarms = $swarms;
+                swarms.set_top_len(config.stats.top_torrents);
+                let worker = SwarmWorker {
+                    id,
+                    swarms,
+                    requests: rx,
+                    control,
+                    responses: response_txs.clone(),
+                    wakes: wakes.clone(),
+                    stats: stats.clone(),
+                    cleaning_interval: Duration::from_secs(
+                        config.swarm.cleaning_interval.get() as u64
+                    ),
+                    started,
+                    access: access.reader(),
+                    ledger: Ledger::new(config.swarm.peer_timeout.get()),
+                };
+                Box::new(move || worker.run()) as Box<dyn FnOnce() + Send>
+            }};
+        }
+        let run = if config.swarm.peer_ids {
+            worker!(Swarms::with_peer_ids(config.swarm_config()))
+        } else {
+            worker!(Swarms::new(config.swarm_config()))
         };
-        swarm_threads.push(spawn(
-            format!("swarm-{id}"),
-            &death_tx,
-            &stats,
-            move || worker.run(),
-        )?);
+        swarm_threads.push(spawn(format!("swarm-{id}"), &death_tx, &stats, run)?);
     }
     drop(response_txs);
 
@@ -477,6 +483,9 @@ impl Tracker {
         }
         if new.swarm.cleaning_interval != current.swarm.cleaning_interval {
             restart.push("swarm.cleaning_interval");
+        }
+        if new.swarm.peer_ids != current.swarm.peer_ids {
+            restart.push("swarm.peer_ids");
         }
         for c in &self.view.controls {
             let _ = c.send_timeout(Control::Config(new.swarm_config()), Duration::from_secs(1));

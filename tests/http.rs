@@ -71,6 +71,46 @@ fn dictionary_model_when_not_compact() {
     assert_eq!(peers.len(), 1);
     assert_eq!(peers[0].bytes("ip"), b"127.0.0.1");
     assert_eq!(peers[0].int("port"), 7001);
+    assert!(
+        peers[0].get("peer id").is_none(),
+        "ids are not kept by default"
+    );
+    t.stop().unwrap();
+}
+
+#[test]
+fn dictionary_model_with_peer_ids_when_kept() {
+    let t = tracker_with(|c| c.swarm.peer_ids = true);
+    let addr = t.http_addrs()[0];
+    let mut a = HttpClient::connect(addr);
+    a.get(&announce_path(
+        hash(4),
+        b"-AA0001-aaaaaaaaaaaa",
+        7001,
+        10,
+        "",
+    ));
+    // A UDP peer's id is kept too.
+    let mut u = Client::new(t.udp_addrs()[0]);
+    u.announce(hash(4), AnnounceEvent::Started, 0);
+    let path = announce_path(hash(4), b"-BB0001-bbbbbbbbbbbb", 7002, 10, "&compact=0");
+    let b = a.get(&path).bencode();
+    let Some(Bencode::List(peers)) = b.get("peers") else {
+        panic!("peers is a list: {b:?}")
+    };
+    let ids: std::collections::HashMap<i64, Vec<u8>> = peers
+        .iter()
+        .map(|p| (p.int("port"), p.bytes("peer id").to_vec()))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[&(u.port() as i64)], vec![7; 20]);
+    assert_eq!(ids[&7001], b"-AA0001-aaaaaaaaaaaa".to_vec());
+    // no_peer_id leaves them out.
+    let b = a.get(&format!("{path}&no_peer_id=1")).bencode();
+    let Some(Bencode::List(peers)) = b.get("peers") else {
+        panic!()
+    };
+    assert!(peers.iter().all(|p| p.get("peer id").is_none()));
     t.stop().unwrap();
 }
 

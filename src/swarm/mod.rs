@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 pub use dense::DenseIndex;
 
 use crate::protocol::udp::ScrapeStats;
-use crate::protocol::{AnnounceEvent, InfoHash};
+use crate::protocol::{AnnounceEvent, InfoHash, PeerId};
 
 /// Swarms larger than this get a hash index; below it a linear scan over the
 /// compact addresses is faster than hashing.
@@ -118,15 +118,41 @@ trait Addr: Copy + Eq + std::hash::Hash + AsRef<[u8]> {}
 impl Addr for [u8; 6] {}
 impl Addr for [u8; 18] {}
 
+/// What a peer carries besides its address: nothing ([`NoPeerIds`]), or its
+/// 20-byte peer id ([`WithPeerIds`]), for HTTP clients that ask for the
+/// dictionary model. Chosen once, at start-up, so that trackers that don't
+/// need ids don't pay 20 bytes per peer for them.
+pub trait PeerData: Copy + Default + std::fmt::Debug + AsRef<[u8]> + 'static {
+    fn from_peer_id(id: &PeerId) -> Self;
+}
+
+pub type NoPeerIds = [u8; 0];
+pub type WithPeerIds = [u8; 20];
+
+impl PeerData for NoPeerIds {
+    #[inline]
+    fn from_peer_id(_: &PeerId) -> Self {
+        []
+    }
+}
+
+impl PeerData for WithPeerIds {
+    #[inline]
+    fn from_peer_id(id: &PeerId) -> Self {
+        id.0
+    }
+}
+
 /// A peer: compact address and the time (seconds on the swarm clock) after
 /// which it expires. Alignment 1 keeps an IPv4 peer at 10 bytes.
 #[derive(Clone, Copy, Debug)]
-struct Peer<A> {
+struct Peer<A, X> {
     addr: A,
     expiry: [u8; 4],
+    id: X,
 }
 
-impl<A> Peer<A> {
+impl<A, X> Peer<A, X> {
     #[inline]
     fn expiry(&self) -> u32 {
         u32::from_ne_bytes(self.expiry)
@@ -135,14 +161,14 @@ impl<A> Peer<A> {
 
 /// The peers of one address family in one torrent.
 #[derive(Debug)]
-struct PeerSet<A> {
+struct PeerSet<A, X> {
     /// Leechers at `0..leechers`, seeders after.
-    peers: SmallVec<[Peer<A>; 2]>,
+    peers: SmallVec<[Peer<A, X>; 2]>,
     leechers: u32,
     index: Option<Box<DenseIndex>>,
 }
 
-impl<A> Default for PeerSet<A> {
+impl<A, X> Default for PeerSet<A, X> {
     fn default() -> Self {
         PeerSet {
             peers: SmallVec::new(),
@@ -152,7 +178,7 @@ impl<A> Default for PeerSet<A> {
     }
 }
 
-impl<A: Addr> PeerSet<A> {
+impl<A: Addr, X: PeerData> PeerSet<A, X> {
     fn len(&self) -> usize {
         self.peers.len()
     }
@@ -179,7 +205,7 @@ impl<A: Addr> PeerSet<A> {
         }
     }
 
-    fn push_indexed(&mut self, peer: Peer<A>, at: usize, hasher: &ahash::RandomState) {
+    fn push_indexed(&mut self, peer: Peer<A, X>, at: usize, hasher: &ahash::RandomState) {
         debug_assert!(at <= self.peers.len());
         if at == self.peers.len() {
             self.peers.push(peer);
@@ -199,7 +225,7 @@ impl<A: Addr> PeerSet<A> {
         }
     }
 
-    fn insert(&mut self, peer: Peer<A>, seeder: bool, hasher: &ahash::RandomState) {
+    fn insert(&mut self, peer: Peer<A, X>, seeder: bool, hasher: &ahash::RandomState) {
         if seeder {
             self.push_indexed(peer, self.peers.len(), hasher);
         } else {
@@ -259,6 +285,7 @@ impl<A: Addr> PeerSet<A> {
         n: usize,
         rng: &mut fastrand::Rng,
         out: &mut Vec<u8>,
+        ids: &mut Vec<u8>,
     ) -> u32 {
         let range = if for_seeder {
             self.leechers as usize
@@ -284,6 +311,9 @@ impl<A: Addr> PeerSet<A> {
                 continue;
             }
             out.extend_from_slice(peer.addr.as_ref());
+            if std::mem::size_of::<X>() != 0 {
+                ids.extend_from_slice(peer.id.as_ref());
+            }
             taken += 1;
             if taken == take {
                 break;
@@ -298,6 +328,7 @@ impl<A: Addr> PeerSet<A> {
     fn announce(
         &mut self,
         addr: A,
+        id: X,
         event: AnnounceEvent,
         seeder: bool,
         expiry: u32,
@@ -306,11 +337,13 @@ impl<A: Addr> PeerSet<A> {
         hasher: &ahash::RandomState,
         rng: &mut fastrand::Rng,
         out: &mut Vec<u8>,
+        ids: &mut Vec<u8>,
     ) -> (u32, bool, bool) {
         let found = self.find(&addr, hasher);
         let peer = Peer {
             addr,
             expiry: expiry.to_ne_bytes(),
+            id,
         };
         let completed;
         let mut not_stored = false;
@@ -324,7 +357,9 @@ impl<A: Addr> PeerSet<A> {
                 let was_seeder = pos >= self.leechers as usize;
                 completed = event == AnnounceEvent::Completed && !was_seeder;
                 if was_seeder == seeder {
-                    self.peers[pos].expiry = peer.expiry;
+                    // A restarted client keeps its address but may pick a
+                    // new peer id.
+                    self.peers[pos] = peer;
                     Some(pos)
                 } else {
                     self.remove(pos, hasher);
@@ -343,7 +378,7 @@ impl<A: Addr> PeerSet<A> {
                 }
             }
         };
-        let peers = self.select(seeder, pos, n, rng, out);
+        let peers = self.select(seeder, pos, n, rng, out, ids);
         (peers, completed, not_stored)
     }
 
@@ -378,13 +413,13 @@ impl<A: Addr> PeerSet<A> {
 
 /// One torrent: its IPv4 and IPv6 peers and its completed count.
 #[derive(Debug, Default)]
-struct Torrent {
-    v4: PeerSet<[u8; 6]>,
-    v6: Option<Box<PeerSet<[u8; 18]>>>,
+struct Torrent<X> {
+    v4: PeerSet<[u8; 6], X>,
+    v6: Option<Box<PeerSet<[u8; 18], X>>>,
     completed: u32,
 }
 
-impl Torrent {
+impl<X: PeerData> Torrent<X> {
     fn is_empty(&self) -> bool {
         self.v4.len() == 0 && self.v6.as_ref().is_none_or(|s| s.len() == 0)
     }
@@ -410,9 +445,9 @@ pub struct Totals {
 }
 
 /// All torrents of one swarm worker.
-pub struct Swarms {
+pub struct Swarms<X = NoPeerIds> {
     config: SwarmConfig,
-    torrents: Vec<(InfoHash, Torrent)>,
+    torrents: Vec<(InfoHash, Torrent<X>)>,
     index: DenseIndex,
     hasher: ahash::RandomState,
     rng: fastrand::Rng,
@@ -442,7 +477,7 @@ struct Gauges {
     seeders: u64,
 }
 
-impl Torrent {
+impl<X: PeerData> Torrent<X> {
     /// (IPv4 peers, IPv6 peers, seeders)
     fn shape(&self) -> (u64, u64, u64) {
         let v6 = self.v6.as_ref().map_or(0, |s| s.len());
@@ -458,8 +493,22 @@ impl Gauges {
     }
 }
 
-impl Swarms {
-    pub fn new(config: SwarmConfig) -> Swarms {
+impl Swarms<NoPeerIds> {
+    /// Swarms that keep no peer ids.
+    pub fn new(config: SwarmConfig) -> Self {
+        Self::build(config)
+    }
+}
+
+impl Swarms<WithPeerIds> {
+    /// Swarms that keep each peer's id (20 bytes more per peer).
+    pub fn with_peer_ids(config: SwarmConfig) -> Self {
+        Self::build(config)
+    }
+}
+
+impl<X: PeerData> Swarms<X> {
+    fn build(config: SwarmConfig) -> Self {
         Swarms {
             config,
             torrents: Vec::new(),
@@ -542,7 +591,7 @@ impl Swarms {
         if let Some(pos) = self.find(info_hash) {
             let entry = &self.torrents[pos];
             crate::sys::prefetch(entry);
-            crate::sys::prefetch((entry as *const (InfoHash, Torrent)).wrapping_byte_add(64));
+            crate::sys::prefetch((entry as *const (InfoHash, Torrent<X>)).wrapping_byte_add(64));
         }
     }
 
@@ -584,6 +633,21 @@ impl Swarms {
     /// Handles an announce at time `now` (seconds on the caller's clock) and
     /// appends the chosen peers, in compact form, to `out`.
     pub fn announce(&mut self, req: &Announce, now: u32, out: &mut Vec<u8>) -> AnnounceCounts {
+        self.announce_with_id(req, &PeerId::default(), now, out, &mut Vec::new())
+    }
+
+    /// [`Swarms::announce`], for a peer with `peer_id`; when the swarms keep
+    /// peer ids, the chosen peers' ids are appended to `ids`, 20 bytes each,
+    /// in the order of their addresses in `out`.
+    pub fn announce_with_id(
+        &mut self,
+        req: &Announce,
+        peer_id: &PeerId,
+        now: u32,
+        out: &mut Vec<u8>,
+        ids: &mut Vec<u8>,
+    ) -> AnnounceCounts {
+        let id = X::from_peer_id(peer_id);
         let pos = match self.find(&req.info_hash) {
             Some(pos) => pos,
             None if req.event == AnnounceEvent::Stopped => return AnnounceCounts::default(),
@@ -618,6 +682,7 @@ impl Swarms {
         let (peers, completed, not_stored) = match req.addr {
             PeerAddr::V4(a) => torrent.v4.announce(
                 a,
+                id,
                 req.event,
                 req.seeder,
                 expiry,
@@ -626,6 +691,7 @@ impl Swarms {
                 &self.hasher,
                 &mut self.rng,
                 out,
+                ids,
             ),
             PeerAddr::V6(a) => {
                 if torrent.v6.is_none() && req.event == AnnounceEvent::Stopped {
@@ -633,6 +699,7 @@ impl Swarms {
                 } else {
                     torrent.v6.get_or_insert_with(Default::default).announce(
                         a,
+                        id,
                         req.event,
                         req.seeder,
                         expiry,
@@ -641,6 +708,7 @@ impl Swarms {
                         &self.hasher,
                         &mut self.rng,
                         out,
+                        ids,
                     )
                 }
             }

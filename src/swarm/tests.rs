@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::protocol::PeerId;
 
 const NOW: u32 = 1000;
 
@@ -44,7 +45,7 @@ fn bytes(a: PeerAddr) -> Vec<u8> {
 }
 
 /// Checks the structure of every peer set: partition, counts, index.
-fn check_invariants(s: &Swarms) {
+fn check_invariants<X: PeerData>(s: &Swarms<X>) {
     for (pos, (hash, t)) in s.torrents.iter().enumerate() {
         assert_eq!(s.find(hash), Some(pos), "torrent index");
         check_set(&t.v4, &s.hasher);
@@ -56,7 +57,10 @@ fn check_invariants(s: &Swarms) {
     assert_eq!(s.gauges(), s.totals(), "running gauges match a full count");
 }
 
-fn check_set<A: Addr + std::fmt::Debug>(set: &PeerSet<A>, hasher: &ahash::RandomState) {
+fn check_set<A: Addr + std::fmt::Debug, X: PeerData>(
+    set: &PeerSet<A, X>,
+    hasher: &ahash::RandomState,
+) {
     assert!(set.leechers as usize <= set.peers.len());
     let mut seen = std::collections::HashSet::new();
     for (i, p) in set.peers.iter().enumerate() {
@@ -414,4 +418,62 @@ fn max_peers_per_torrent_counts_both_families() {
     assert!(!c.not_stored);
     assert_eq!((c.seeders, c.leechers), (1, 2));
     check_invariants(&s);
+}
+
+#[test]
+fn peer_ids_are_kept_when_asked_for() {
+    let mut s = Swarms::with_peer_ids(SwarmConfig::default());
+    let (mut out, mut ids) = (Vec::new(), Vec::new());
+    for i in 0..30u8 {
+        s.announce_with_id(
+            &ann(1, v4(i as u32), AnnounceEvent::Started, false),
+            &PeerId([i; 20]),
+            NOW,
+            &mut out,
+            &mut ids,
+        );
+    }
+    // A client restarts with a new id on the same address.
+    s.announce_with_id(
+        &ann(1, v4(3), AnnounceEvent::None, false),
+        &PeerId([200; 20]),
+        NOW,
+        &mut out,
+        &mut ids,
+    );
+    out.clear();
+    ids.clear();
+    let c = s.announce_with_id(
+        &ann(1, v4(100), AnnounceEvent::Started, false),
+        &PeerId([100; 20]),
+        NOW,
+        &mut out,
+        &mut ids,
+    );
+    assert_eq!(c.peers, 30);
+    assert_eq!(ids.len(), 30 * 20);
+    for (addr, id) in out.chunks(6).zip(ids.chunks(20)) {
+        let i = addr[3];
+        let want = if i == 3 { 200 } else { i };
+        assert_eq!(id, &[want; 20][..], "the id goes with its address");
+    }
+    check_invariants(&s);
+    // Without ids, nothing is appended.
+    let mut lean = Swarms::new(SwarmConfig::default());
+    ids.clear();
+    lean.announce_with_id(
+        &ann(1, v4(1), AnnounceEvent::Started, false),
+        &PeerId([1; 20]),
+        NOW,
+        &mut out,
+        &mut ids,
+    );
+    lean.announce_with_id(
+        &ann(1, v4(2), AnnounceEvent::Started, false),
+        &PeerId([2; 20]),
+        NOW,
+        &mut out,
+        &mut ids,
+    );
+    assert!(ids.is_empty());
 }

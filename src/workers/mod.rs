@@ -47,6 +47,8 @@ pub enum SwarmRequest {
         announce: Announce,
         /// The passkey's tally and the client's totals, when passkeys are on.
         account: Option<Box<crate::access::Account>>,
+        /// Kept only by swarm workers that store peer ids.
+        peer_id: crate::protocol::PeerId,
     },
     /// The info hashes of one scrape that belong to this swarm worker,
     /// with their positions in the request.
@@ -63,6 +65,9 @@ pub enum SwarmResponse {
         counts: AnnounceCounts,
         /// Range of compact peers in [`ResponseBatch::peers`].
         peers: (u32, u32),
+        /// Range of their peer ids in [`ResponseBatch::peer_ids`] (empty
+        /// when peer ids are not kept).
+        ids: (u32, u32),
     },
     ScrapePart {
         pending: u64,
@@ -96,6 +101,8 @@ pub struct ResponseBatch {
     pub responses: Vec<SwarmResponse>,
     /// Compact peers of all announce responses of the batch.
     pub peers: Vec<u8>,
+    /// Their peer ids, 20 bytes each, when peer ids are kept.
+    pub peer_ids: Vec<u8>,
     /// The request vector, emptied, for reuse.
     pub spare: Vec<SwarmRequest>,
 }

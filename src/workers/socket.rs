@@ -376,6 +376,7 @@ impl SocketWorker {
                     let shard = shard_of(&a.info_hash, outgoing.len());
                     outgoing[shard].push(SwarmRequest::Announce {
                         account,
+                        peer_id: a.peer_id,
                         origin: Origin {
                             addr: src,
                             reply: Reply::Udp {
@@ -583,8 +584,10 @@ impl SocketWorker {
                     origin,
                     counts,
                     peers,
+                    ids,
                 } => {
                     let peers = &batch.peers[peers.0 as usize..peers.1 as usize];
+                    let ids = &batch.peer_ids[ids.0 as usize..ids.1 as usize];
                     match origin.reply {
                         Reply::Udp {
                             socket,
@@ -609,7 +612,7 @@ impl SocketWorker {
                                 .inc();
                         }
                         Reply::Http { conn, generation } => {
-                            self.http_announce_reply(conn, generation, counts, peers);
+                            self.http_announce_reply(conn, generation, counts, peers, ids);
                         }
                     }
                 }
@@ -631,6 +634,7 @@ impl SocketWorker {
         }
         batch.responses = responses;
         batch.peers.clear();
+        batch.peer_ids.clear();
         let spare = std::mem::take(&mut batch.spare);
         if self.request_pool.len() < 64 {
             self.request_pool.push(spare);

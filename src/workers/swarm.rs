@@ -10,15 +10,16 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::{Control, RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
 use crate::access::{AccessReader, Ledger};
 use crate::stats::Stats;
-use crate::swarm::Swarms;
+use crate::swarm::{NoPeerIds, PeerData, Swarms};
 
 /// Peers looked at per cleaning step. About a tenth of a millisecond of work,
 /// so a step between two batches never delays answers noticeably.
 const CLEAN_BUDGET: usize = 8192;
 
-pub struct SwarmWorker {
+/// `X`: whether its swarms keep peer ids (see [`PeerData`]).
+pub struct SwarmWorker<X: PeerData = NoPeerIds> {
     pub id: usize,
-    pub swarms: Swarms,
+    pub swarms: Swarms<X>,
     pub requests: Receiver<RequestBatch>,
     /// Queries and new settings from the main and stats threads.
     pub control: Receiver<Control>,
@@ -34,7 +35,7 @@ pub struct SwarmWorker {
     pub ledger: Ledger,
 }
 
-impl SwarmWorker {
+impl<X: PeerData> SwarmWorker<X> {
     pub fn run(mut self) {
         let stats = self.stats.clone();
         let counters = &stats.swarm[self.id];
@@ -152,10 +153,18 @@ impl SwarmWorker {
                     origin,
                     announce,
                     account,
+                    peer_id,
                 } => {
                     counters.announces.inc();
                     let start = reply.peers.len() as u32;
-                    let counts = self.swarms.announce(&announce, now, &mut reply.peers);
+                    let ids_start = reply.peer_ids.len() as u32;
+                    let counts = self.swarms.announce_with_id(
+                        &announce,
+                        &peer_id,
+                        now,
+                        &mut reply.peers,
+                        &mut reply.peer_ids,
+                    );
                     if let Some(account) = account {
                         self.ledger.record(&account, &announce, now);
                     }
@@ -166,6 +175,7 @@ impl SwarmWorker {
                         origin,
                         counts,
                         peers: (start, reply.peers.len() as u32),
+                        ids: (ids_start, reply.peer_ids.len() as u32),
                     });
                 }
                 SwarmRequest::ScrapePart { pending, hashes } => {

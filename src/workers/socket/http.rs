@@ -46,6 +46,7 @@ enum Waiting {
         format: PeerFormat,
         keep_alive: bool,
         v6: bool,
+        no_peer_id: bool,
     },
     Scrape {
         keep_alive: bool,
@@ -338,11 +339,13 @@ impl SocketWorker {
                     format,
                     keep_alive,
                     v6: matches!(addr, PeerAddr::V6(_)),
+                    no_peer_id: a.no_peer_id,
                 });
                 let shard = shard_of(&a.info_hash, self.outgoing.len());
                 self.outgoing[shard].push(SwarmRequest::Announce {
                     origin,
                     account,
+                    peer_id: a.peer_id,
                     announce: Announce {
                         info_hash: a.info_hash,
                         addr,
@@ -394,6 +397,7 @@ impl SocketWorker {
         generation: u32,
         counts: AnnounceCounts,
         peers: &[u8],
+        ids: &[u8],
     ) {
         let reply = AnnounceReply {
             interval: self.settings.http.interval,
@@ -409,12 +413,15 @@ impl SocketWorker {
             format,
             keep_alive,
             v6,
+            no_peer_id,
         }) = c.waiting.take()
         else {
             return;
         };
         body.clear();
-        http::write_announce_body(&mut body, &reply, format, v6, peers, &[]);
+        // Peer ids are there only when the swarms keep them.
+        let ids = if no_peer_id { &[][..] } else { ids };
+        http::write_announce_body(&mut body, &reply, format, v6, peers, ids);
         http::write_response(&mut c.wbuf, "200 OK", keep_alive, &body);
         c.close_after_write = !keep_alive;
         let counters_v6 = c.v6;
