@@ -430,61 +430,98 @@ pub fn prometheus(stats: &Stats) -> String {
             add(name, help, "counter", format!("{name}{{{labels}}} {total}"));
         }
     }
-    let swarm = |pick: fn(&crate::stats::SwarmCounters) -> &Counter| stats.swarm_total(pick);
-    add(
-        "swarmd_swarm_announces_total",
-        "Announces handled by the swarm workers.",
-        "counter",
-        format!("swarmd_swarm_announces_total {}", swarm(|c| &c.announces)),
-    );
-    add(
-        "swarmd_swarm_scrapes_total",
-        "Scrape parts handled by the swarm workers.",
-        "counter",
-        format!("swarmd_swarm_scrapes_total {}", swarm(|c| &c.scrapes)),
-    );
-    add(
-        "swarmd_not_stored_total",
-        "Announces answered but not stored because a limit was reached.",
-        "counter",
-        format!("swarmd_not_stored_total {}", swarm(|c| &c.not_stored)),
-    );
-    add(
-        "swarmd_peers_expired_total",
-        "Peers removed after their timeout.",
-        "counter",
-        format!("swarmd_peers_expired_total {}", swarm(|c| &c.peers_expired)),
-    );
-    add(
-        "swarmd_torrents",
-        "Torrents with peers.",
-        "gauge",
-        format!("swarmd_torrents {}", swarm(|c| &c.torrents)),
-    );
-    add(
-        "swarmd_peers",
-        "Peers, by address family.",
-        "gauge",
-        format!("swarmd_peers{{family=\"ipv4\"}} {}", swarm(|c| &c.peers_v4)),
-    );
-    add(
-        "swarmd_peers",
-        "",
-        "gauge",
-        format!("swarmd_peers{{family=\"ipv6\"}} {}", swarm(|c| &c.peers_v6)),
-    );
-    add(
-        "swarmd_seeders",
-        "Peers with nothing left to download.",
-        "gauge",
-        format!("swarmd_seeders {}", swarm(|c| &c.seeders)),
-    );
-    add(
-        "swarmd_leechers",
-        "Peers still downloading.",
-        "gauge",
-        format!("swarmd_leechers {}", swarm(|c| &c.leechers)),
-    );
+    type SwarmPick = fn(&crate::stats::SwarmCounters) -> &Counter;
+    // (metric, labels, help, type, counter summed over swarm workers)
+    let swarm_metrics: [(&'static str, &str, &'static str, &'static str, SwarmPick); 11] = [
+        (
+            "swarmd_swarm_announces_total",
+            "",
+            "Announces handled by the swarm workers.",
+            "counter",
+            |c| &c.announces,
+        ),
+        (
+            "swarmd_swarm_scrapes_total",
+            "",
+            "Scrape parts handled by the swarm workers.",
+            "counter",
+            |c| &c.scrapes,
+        ),
+        (
+            "swarmd_not_stored_total",
+            "",
+            "Announces answered but not stored because a limit was reached.",
+            "counter",
+            |c| &c.not_stored,
+        ),
+        (
+            "swarmd_peers_expired_total",
+            "",
+            "Peers removed after their timeout.",
+            "counter",
+            |c| &c.peers_expired,
+        ),
+        (
+            "swarmd_torrents_purged_total",
+            "",
+            "Torrents removed because the access list refuses them.",
+            "counter",
+            |c| &c.torrents_purged,
+        ),
+        (
+            "swarmd_peers_purged_total",
+            "",
+            "Peers removed with purged torrents.",
+            "counter",
+            |c| &c.peers_purged,
+        ),
+        (
+            "swarmd_torrents",
+            "",
+            "Torrents with peers.",
+            "gauge",
+            |c| &c.torrents,
+        ),
+        (
+            "swarmd_peers",
+            "{family=\"ipv4\"}",
+            "Peers, by address family.",
+            "gauge",
+            |c| &c.peers_v4,
+        ),
+        (
+            "swarmd_peers",
+            "{family=\"ipv6\"}",
+            "Peers, by address family.",
+            "gauge",
+            |c| &c.peers_v6,
+        ),
+        (
+            "swarmd_seeders",
+            "",
+            "Peers with nothing left to download.",
+            "gauge",
+            |c| &c.seeders,
+        ),
+        (
+            "swarmd_leechers",
+            "",
+            "Peers still downloading.",
+            "gauge",
+            |c| &c.leechers,
+        ),
+    ];
+    for (name, labels, help, kind, pick) in swarm_metrics {
+        add(
+            name,
+            help,
+            kind,
+            format!("{name}{labels} {}", stats.swarm_total(pick)),
+        );
+    }
+    let alive = stats
+        .workers_alive
+        .load(std::sync::atomic::Ordering::Relaxed);
     add(
         "swarmd_uptime_seconds",
         "Seconds since start.",
@@ -498,12 +535,7 @@ pub fn prometheus(stats: &Stats) -> String {
         "swarmd_workers_alive",
         "Worker threads running.",
         "gauge",
-        format!(
-            "swarmd_workers_alive {}",
-            stats
-                .workers_alive
-                .load(std::sync::atomic::Ordering::Relaxed)
-        ),
+        format!("swarmd_workers_alive {alive}"),
     );
 
     let mut out = String::with_capacity(8192);

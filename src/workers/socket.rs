@@ -68,6 +68,24 @@ struct UdpEntry {
     queue: SendQueue,
 }
 
+impl UdpEntry {
+    /// Queues an error reply to `to`, never longer than the request it
+    /// answers (`request_len`), so it can't amplify.
+    fn error(
+        &mut self,
+        counters: &FamilyCounters,
+        to: SocketAddr,
+        transaction_id: TransactionId,
+        message: &str,
+        request_len: usize,
+    ) {
+        counters.responses_error.inc();
+        self.queue.push(to, |buf| {
+            udp::write_error(buf, transaction_id, message, request_len)
+        });
+    }
+}
+
 struct PendingScrape {
     origin: Origin,
     generation: u32,
@@ -350,22 +368,20 @@ impl SocketWorker {
                     }
                     if a.port == 0 {
                         counters.errors_request.inc();
-                        counters.responses_error.inc();
-                        let len = bytes.len();
-                        entry.queue.push(src, |buf| {
-                            udp::write_error(buf, a.transaction_id, "bad port", len)
-                        });
+                        entry.error(counters, src, a.transaction_id, "bad port", bytes.len());
                         continue;
                     }
                     let account = match access.check_udp(&a.info_hash, &a.url_data) {
                         Ok(tally) => Account::boxed(tally, a.uploaded, a.downloaded),
                         Err(refusal) => {
                             refusal.count(counters);
-                            counters.responses_error.inc();
-                            let len = bytes.len();
-                            entry.queue.push(src, |buf| {
-                                udp::write_error(buf, a.transaction_id, refusal.message(), len)
-                            });
+                            entry.error(
+                                counters,
+                                src,
+                                a.transaction_id,
+                                refusal.message(),
+                                bytes.len(),
+                            );
                             continue;
                         }
                     };
@@ -402,11 +418,13 @@ impl SocketWorker {
                     // BEP 15 scrapes carry no URL data, so no passkey.
                     if let Err(refusal) = access.check_scrape(None) {
                         refusal.count(counters);
-                        counters.responses_error.inc();
-                        let len = bytes.len();
-                        entry.queue.push(src, |buf| {
-                            udp::write_error(buf, s.transaction_id, refusal.message(), len)
-                        });
+                        entry.error(
+                            counters,
+                            src,
+                            s.transaction_id,
+                            refusal.message(),
+                            bytes.len(),
+                        );
                         continue;
                     }
                     let origin = Origin {
@@ -439,11 +457,7 @@ impl SocketWorker {
                         continue;
                     }
                     counters.errors_request.inc();
-                    counters.responses_error.inc();
-                    let len = bytes.len();
-                    entry.queue.push(src, |buf| {
-                        udp::write_error(buf, transaction_id, message, len)
-                    });
+                    entry.error(counters, src, transaction_id, message, bytes.len());
                 }
             }
         }
