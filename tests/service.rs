@@ -295,3 +295,38 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
     assert!(d.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn started_as_root_it_switches_to_the_configured_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to test the switch of user");
+        return;
+    }
+    let dir = temp_dir("privileges");
+    let config = dir.join("tracker.toml");
+    std::fs::write(
+        &config,
+        format!("{}[privileges]\nuser = \"nobody\"\n", config_text(1800)),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&config, None);
+    let addr = d.udp_addr();
+    d.wait_for("running as user \"nobody\"");
+    // Every thread, not just the main one.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).unwrap();
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+        assert_eq!(uids, vec!["65534"; 4], "real, effective, saved and fs uid");
+        threads += 1;
+    }
+    assert!(threads >= 3, "main, socket and swarm threads at least");
+    // Still serving, and still able to stop in order.
+    assert_eq!(announce_interval(addr), 1800);
+    d.signal(libc::SIGTERM);
+    assert!(d.child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
