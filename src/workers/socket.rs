@@ -43,6 +43,9 @@ const CONN_BASE: usize = 1 << 31;
 const SCRAPE_TIMEOUT_SECS: u32 = 5;
 /// Scrapes waiting for parts at once, per worker; more are refused.
 const MAX_PENDING_SCRAPES: usize = 1 << 16;
+static READS_PER_ROUND: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("SWARMD_READS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+});
 static MAX_IN_FLIGHT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
     std::env::var("SWARMD_INFLIGHT")
         .ok()
@@ -52,6 +55,8 @@ static MAX_IN_FLIGHT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
 
 /// How long a stopping worker waits for answers already asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Rounds of reads (a batch from each UDP socket) between two polls.
+const WORK_ROUNDS: usize = 8;
 
 /// Settings the socket worker reads on the hot path.
 #[derive(Clone, Debug)]
@@ -210,7 +215,10 @@ impl SocketWorker {
             let wake = &self.wakes[self.id];
             wake.sleeping
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            let timeout = if self.from_swarm.is_empty() {
+            // A socket still readable after `work` gave up its turn has
+            // no new edge to report: poll without sleeping.
+            let timeout = if self.from_swarm.is_empty() && !self.sockets.iter().any(|s| s.readable)
+            {
                 next_housekeeping.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
@@ -260,36 +268,22 @@ impl SocketWorker {
         self.now = self.started.elapsed().as_secs() as u32;
     }
 
-    /// Reads every UDP socket until it would block, a batch from each in
-    /// turn, answering what came back from the swarm workers between batches.
+    /// Reads every UDP socket until it would block (or for [`WORK_ROUNDS`]),
+    /// a batch from each in turn, answering what came back from the swarm
+    /// workers between batches.
     fn work(&mut self) {
-        loop {
+        // A bounded number of rounds, then back to poll: events are
+        // edge-triggered and only a poll reports them, so a socket that
+        // never runs dry (a flood) must not keep the other sockets and the
+        // HTTP connections from being looked at.
+        for _ in 0..WORK_ROUNDS {
             let mut progress = false;
             for i in 0..self.sockets.len() {
-                if !self.sockets[i].readable {
-                    continue;
-                }
-                let fd = self.sockets[i].socket.as_raw_fd();
-                match self.recv.recv(fd) {
-                    Ok(_) => {
-                        progress = true;
-                        self.handle_datagrams(i);
+                for _ in 0..*READS_PER_ROUND {
+                    if !self.sockets[i].readable {
+                        break;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.sockets[i].readable = false;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => {
-                        // E.g. ECONNREFUSED reported for an earlier send:
-                        // nothing to do but read on.
-                        let id = self.id;
-                        self.log_limit.log(|left_out| {
-                            log::warn!(
-                                "socket-{id}: recv: {e} ({left_out} more since the last line)"
-                            )
-                        });
-                        progress = true;
-                    }
+                    progress |= self.read_batch(i);
                 }
             }
             self.send_batches();
@@ -297,6 +291,32 @@ impl SocketWorker {
             self.wait_for_swarm();
             if !progress || self.shutdown.requested() {
                 break;
+            }
+        }
+    }
+
+    /// One `recvmmsg` on socket `i`, and the handling of what it read.
+    /// Returns whether there may be more to do.
+    fn read_batch(&mut self, i: usize) -> bool {
+        let fd = self.sockets[i].socket.as_raw_fd();
+        match self.recv.recv(fd) {
+            Ok(_) => {
+                self.handle_datagrams(i);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.sockets[i].readable = false;
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(e) => {
+                // E.g. ECONNREFUSED reported for an earlier send: nothing
+                // to do but read on.
+                let id = self.id;
+                self.log_limit.log(|left_out| {
+                    log::warn!("socket-{id}: recv: {e} ({left_out} more since the last line)")
+                });
+                true
             }
         }
     }

@@ -200,7 +200,10 @@ pub fn judge(r: &Response<'_>, expect: Expect) -> Verdict {
     if r.status != 200 {
         return Verdict::Invalid(Invalid::HttpStatus);
     }
-    let Some(entries) = bencode::Dict::new(r.body) else {
+    // aquatic_http 0.9 ends its bodies with CRLF and counts it in the
+    // Content-Length. Clients read the dictionary and ignore such trailing
+    // white space, so the check does too.
+    let Some(entries) = bencode::Dict::new(r.body.trim_ascii_end()) else {
         return Verdict::Invalid(Invalid::Bencode);
     };
     match expect.kind {
@@ -641,6 +644,17 @@ mod tests {
         assert_eq!(
             verdict(&whole, e),
             Verdict::Invalid(Invalid::PeerListLength)
+        );
+        // Trailing white space, counted in the length (aquatic_http), is
+        // tolerated; anything else after the dictionary is not.
+        let padded = b"d8:intervali120e5:peers0:6:peers60:e\r\n";
+        assert_eq!(
+            verdict(&reply(padded, ""), e),
+            Verdict::Announced { peers: 0 }
+        );
+        assert_eq!(
+            verdict(&reply(b"d8:intervali120e5:peers0:ex", ""), e),
+            Verdict::Invalid(Invalid::Bencode)
         );
         // The dictionary model counts as well.
         let dicts = b"d8:intervali60e5:peersld2:ip9:127.0.0.14:porti1eeee";

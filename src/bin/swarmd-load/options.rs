@@ -23,7 +23,7 @@ USAGE:
     swarmd-load http --target ADDR [--connections N] [--pipeline K] [OPTIONS]
     swarmd-load responder --bind ADDR [--duration SECS]
     swarmd-load hashes [--torrents N] [--seed N | --aquatic-load-test]
-    swarmd-load ping --target ADDR [--torrent N] [--wait SECS]
+    swarmd-load ping --target ADDR [--http] [--torrent N] [--wait SECS]
 
 udp (the default): simulate many peers on many torrents against a tracker.
     --target ADDR           tracker address, e.g. 127.0.0.1:6969 or [::1]:6969
@@ -64,7 +64,10 @@ connections (GET /announce with compact=1, GET /scrape). Takes the options of
                             1 waits for each answer before the next [1]
     A connection the tracker closes, or one whose oldest request times out,
     is opened again at once (counted as a reconnect); with --ipv4-clients-from
-    connection i binds address i+1 of the net, as sockets do in `udp`.
+    connection i binds address i+1 of the net, as sockets do in `udp`. Each
+    answer must be status 200 with a Content-Length and a bencoded dictionary:
+    `interval` and whole peer entries, or `files`; a `failure reason` counts
+    as an error, anything else as invalid.
 
 responder: answer every request with the smallest valid response, one
 recv_from/send_to per datagram on one thread: the machine's ceiling.

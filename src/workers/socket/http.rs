@@ -66,6 +66,9 @@ struct Conn {
     close_after_write: bool,
     /// The client closed its side: answer what was read, then close.
     peer_closed: bool,
+    /// The last read stopped at a full buffer: the kernel may hold more,
+    /// and no new readiness event will say so (they are edge-triggered).
+    unread: bool,
     last_active: u32,
 }
 
@@ -181,6 +184,7 @@ impl SocketWorker {
                 waiting: None,
                 close_after_write: false,
                 peer_closed: false,
+                unread: false,
                 last_active: self.now,
             });
             self.http.open += 1;
@@ -208,9 +212,11 @@ impl SocketWorker {
         };
         let mut chunk = [0u8; 4096];
         let mut received = 0;
+        c.unread = false;
         loop {
             if c.rbuf.len() >= limit {
                 // Full: leave the rest in the kernel until this is handled.
+                c.unread = true;
                 break;
             }
             let room = (limit - c.rbuf.len()).min(chunk.len());
@@ -255,6 +261,14 @@ impl SocketWorker {
             let v6 = c.v6;
             match parsed {
                 Ok(None) => {
+                    if c.unread && !c.peer_closed {
+                        // The rest of pipelined requests is still in the
+                        // kernel: read it now that there is room.
+                        if !self.http_read(idx) {
+                            return;
+                        }
+                        continue;
+                    }
                     if c.peer_closed {
                         self.http_close(idx);
                     } else if c.rbuf.len() > self.settings.http.max_head {
