@@ -44,7 +44,10 @@ const SCRAPE_TIMEOUT_SECS: u32 = 5;
 /// Scrapes waiting for parts at once, per worker; more are refused.
 const MAX_PENDING_SCRAPES: usize = 1 << 16;
 static READS_PER_ROUND: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
-    std::env::var("SWARMD_READS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+    std::env::var("SWARMD_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 });
 static MAX_IN_FLIGHT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
     std::env::var("SWARMD_INFLIGHT")

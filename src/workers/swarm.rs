@@ -52,10 +52,7 @@ impl<X: PeerData> SwarmWorker<X> {
             };
             select! {
                 recv(self.requests) -> batch => match batch {
-                    Ok(batch) => {
-                        self.handle(batch);
-                        self.publish_totals();
-                    }
+                    Ok(batch) => self.handle(batch),
                     // Every socket worker has gone: the tracker is stopping.
                     Err(_) => break,
                 },
@@ -191,6 +188,9 @@ impl<X: PeerData> SwarmWorker<X> {
             }
         }
         reply.spare = requests;
+        // Counts first, then answers: whoever sees an answer sees the
+        // counts that include it.
+        self.publish_totals();
         // The socket worker always drains its channel, so a blocking send
         // only waits while it is busy; it cannot deadlock.
         if self.responses[from].send(reply).is_ok() {
