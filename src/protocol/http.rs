@@ -176,22 +176,22 @@ pub fn parse(
 /// `/announce`, `/announce/<key>`, `/<key>/announce`, and the same for
 /// scrape.
 fn route(path: &str) -> Result<(Route, Option<String>), HttpError> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let which = |s: &str| match s {
         "announce" | "announce.php" => Some(Route::Announce),
         "scrape" | "scrape.php" => Some(Route::Scrape),
         _ => None,
     };
-    match parts.as_slice() {
-        [a] => which(a).map(|r| (r, None)).ok_or(HttpError::NotFound),
-        [a, key] if which(a).is_some() && !key.is_empty() => Ok((
-            which(a).ok_or(HttpError::NotFound)?,
-            Some((*key).to_owned()),
-        )),
-        [key, a] if which(a).is_some() && !key.is_empty() => Ok((
-            which(a).ok_or(HttpError::NotFound)?,
-            Some((*key).to_owned()),
-        )),
+    let path = path.trim_matches('/');
+    // No allocation for the common case, a bare `/announce`.
+    let Some((first, second)) = path.split_once('/') else {
+        return which(path).map(|r| (r, None)).ok_or(HttpError::NotFound);
+    };
+    if second.contains('/') {
+        return Err(HttpError::NotFound);
+    }
+    match (which(first), which(second)) {
+        (Some(r), _) if !second.is_empty() => Ok((r, Some(second.to_owned()))),
+        (None, Some(r)) if !first.is_empty() => Ok((r, Some(first.to_owned()))),
         _ => Err(HttpError::NotFound),
     }
 }
@@ -434,16 +434,37 @@ pub fn write_announce_body(
             bencode::bytes(out, b"peers");
             out.push(b'l');
             for (i, p) in peers.chunks_exact(len).enumerate() {
-                let ip: IpAddr = if v6 {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(&p[..16]);
-                    a.into()
-                } else {
-                    [p[0], p[1], p[2], p[3]].into()
-                };
                 let port = u16::from_be_bytes([p[len - 2], p[len - 1]]);
                 out.push(b'd');
-                bencode::key_bytes(out, b"ip", ip.to_string().as_bytes());
+                bencode::bytes(out, b"ip");
+                if v6 {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&p[..16]);
+                    bencode::bytes(out, std::net::Ipv6Addr::from(a).to_string().as_bytes());
+                } else {
+                    // Dotted quad written in place: this runs per peer.
+                    let mut ip = [0u8; 15];
+                    let mut n = 0;
+                    for (i, octet) in p[..4].iter().enumerate() {
+                        if i > 0 {
+                            ip[n] = b'.';
+                            n += 1;
+                        }
+                        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                        let skip = if *octet >= 100 {
+                            0
+                        } else if *octet >= 10 {
+                            1
+                        } else {
+                            2
+                        };
+                        for d in &digits[skip..] {
+                            ip[n] = b'0' + d;
+                            n += 1;
+                        }
+                    }
+                    bencode::bytes(out, &ip[..n]);
+                }
                 if let Some(id) = peer_ids.get(i * 20..i * 20 + 20) {
                     bencode::key_bytes(out, b"peer id", id);
                 }
@@ -672,6 +693,12 @@ mod tests {
         );
         assert!(out
             .ends_with(b"5:peersld2:ip9:127.0.0.17:peer id20:xxxxxxxxxxxxxxxxxxxx4:porti6881eeee"));
+        out.clear();
+        let two = [10, 0, 255, 99, 0, 1, 1, 2, 3, 4, 0, 2];
+        write_announce_body(&mut out, &reply, PeerFormat::Dictionary, false, &two, &[]);
+        let text = String::from_utf8_lossy(&out).to_string();
+        assert!(text.contains("2:ip11:10.0.255.994:porti1e"), "{text}");
+        assert!(text.contains("2:ip7:1.2.3.44:porti2e"), "{text}");
         out.clear();
         let mut files = vec![
             (

@@ -296,6 +296,8 @@ impl SocketWorker {
                 break;
             }
         }
+        // Requests queued by the last answers (pipelined HTTP requests).
+        self.send_batches();
     }
 
     /// One `recvmmsg` on socket `i`, and the handling of what it read.

@@ -392,9 +392,9 @@ impl SocketWorker {
                 }
             }
         }
-        // Hand it over now rather than after the next UDP batch: an HTTP
-        // request should not wait for unrelated traffic.
-        self.send_batches();
+        // Handed over with everything else read in this round of the event
+        // loop (`work` sends the batches): one message per swarm worker per
+        // round, not one per request.
     }
 
     /// The connection `conn` if it is still the one with `generation`.
