@@ -43,18 +43,10 @@ const CONN_BASE: usize = 1 << 31;
 const SCRAPE_TIMEOUT_SECS: u32 = 5;
 /// Scrapes waiting for parts at once, per worker; more are refused.
 const MAX_PENDING_SCRAPES: usize = 1 << 16;
-static READS_PER_ROUND: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
-    std::env::var("SWARMD_READS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-});
-static MAX_IN_FLIGHT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
-    std::env::var("SWARMD_INFLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-});
+/// Batches in flight to each swarm worker before the socket worker waits
+/// for one to come back (see `wait_for_swarm`). Measured on one shared core:
+/// 2 gave 7–12 % more responses per CPU-second than no limit.
+const MAX_IN_FLIGHT: usize = 2;
 
 /// How long a stopping worker waits for answers already asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -282,10 +274,7 @@ impl SocketWorker {
         for _ in 0..WORK_ROUNDS {
             let mut progress = false;
             for i in 0..self.sockets.len() {
-                for _ in 0..*READS_PER_ROUND {
-                    if !self.sockets[i].readable {
-                        break;
-                    }
+                if self.sockets[i].readable {
                     progress |= self.read_batch(i);
                 }
             }
@@ -335,8 +324,7 @@ impl SocketWorker {
     /// Waiting here hands the core over at once. On separate cores the wait
     /// is short, as the swarm worker is already at work on the batch.
     fn wait_for_swarm(&mut self) {
-        let limit = *MAX_IN_FLIGHT;
-        if limit == 0 || self.in_flight < limit * self.to_swarm.len() {
+        if self.in_flight < MAX_IN_FLIGHT * self.to_swarm.len() {
             return;
         }
         if let Ok(batch) = self.from_swarm.recv_timeout(Duration::from_millis(5)) {
