@@ -1,0 +1,51 @@
+# benches/common.sh: what the comparison scripts share: stopping the
+# processes they start (on any exit), sleeping so that a signal is handled
+# at once, and building the binaries. Sourced, not run; expects WORK, ROOT,
+# BUILD, SERVERS, LOADGEN, note() and die() to be set.
+
+PIDS=()
+
+# Stops one process: TERM, then KILL if it is still there after 5 s.
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+NAP_PID=
+
+# Sleeps in the background and waits for it, so a signal runs the trap at once
+# rather than after the sleep.
+nap() {
+    sleep "$1" &
+    NAP_PID=$!
+    wait "$NAP_PID" || true
+    NAP_PID=
+}
+
+cleanup() {
+    local pid
+    [[ -n $NAP_PID ]] && kill "$NAP_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build, tools
+
+if [[ $BUILD == 1 ]]; then
+    note "building swarmd-load"
+    (cd "$ROOT" && cargo build --release --quiet --bin swarmd-load) || die "swarmd-load does not build"
+    if [[ " $SERVERS " == *" swarmd "* ]]; then
+        note "building swarmd"
+        (cd "$ROOT" && cargo build --release --quiet --bin swarmd) || note "swarmd does not build"
+    fi
+fi
+[[ -x $LOADGEN ]] || die "no load generator at $LOADGEN"
