@@ -35,7 +35,7 @@ addresses = ["127.0.0.1:$PORT"]
 [http]
 addresses = []
 [stats]
-address = ""
+address = "127.0.0.1:$((PORT + 1))"
 [swarm]
 # Short timeouts so that peers expire and are cleaned during the run.
 peer_timeout = 120
@@ -56,7 +56,13 @@ taskset -c 1 "$TARGET_DIR/release/swarmd-load" --target "127.0.0.1:$PORT" \
 lpid=$!
 pids+=("$lpid")
 
-echo "seconds rss_kib"
+# Torrents and peers from the stats endpoint, to read RSS against.
+counts() {
+  python3 -c 'import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(sys.argv[1]))["swarm"]
+print(d["torrents"], d["peers_v4"] + d["peers_v6"])' "http://127.0.0.1:$((PORT + 1))/stats" 2>/dev/null || echo "- -"
+}
+echo "seconds rss_kib torrents peers"
 start_rss=$(rss)
 max_rss=$start_rss
 t=0
@@ -66,10 +72,10 @@ while kill -0 "$lpid" 2>/dev/null; do
   kill -0 "$lpid" 2>/dev/null || break
   r=$(rss)
   [ "$r" -gt "$max_rss" ] && max_rss=$r
-  echo "$t $r"
+  echo "$t $r $(counts)"
 done
 end_rss=$(rss)
 wait "$lpid" || true
 cat "$work/load.out"
-echo "swarmd rss_kib: after_first_sample=$start_rss end=$end_rss max=$max_rss"
+echo "swarmd rss_kib: before_load=$start_rss end=$end_rss max=$max_rss; torrents and peers at the end: $(counts)"
 kill -0 "$spid" || { echo "swarmd died" >&2; cat "$work/swarmd.log" >&2; exit 1; }
