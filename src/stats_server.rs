@@ -359,37 +359,45 @@ fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) 
 /// How a per-family counter is exposed: metric name, help, and the label
 /// that distinguishes its variants (from the counter's name).
 fn metric_of(counter: &str) -> (&'static str, &'static str, Option<(&'static str, &str)>) {
-    if let Some(kind) = counter.strip_prefix("requests_") {
+    // (prefix of the counter's name, metric, help, label for the rest)
+    const FAMILIES: [(&str, &str, &str, &str); 5] = [
         (
+            "requests_",
             "swarmd_requests_total",
             "Requests received.",
-            Some(("kind", kind)),
-        )
-    } else if let Some(kind) = counter.strip_prefix("responses_") {
+            "kind",
+        ),
         (
+            "responses_",
             "swarmd_responses_total",
             "Responses sent.",
-            Some(("kind", kind)),
-        )
-    } else if let Some(kind) = counter.strip_prefix("errors_") {
+            "kind",
+        ),
         (
+            "errors_",
             "swarmd_errors_total",
             "Bad requests, by what was wrong.",
-            Some(("kind", kind)),
-        )
-    } else if let Some(reason) = counter.strip_prefix("dropped_") {
+            "kind",
+        ),
         (
+            "dropped_",
             "swarmd_dropped_total",
             "Requests or responses dropped, by reason.",
-            Some(("reason", reason)),
-        )
-    } else if let Some(event) = counter.strip_prefix("connections_") {
+            "reason",
+        ),
         (
+            "connections_",
             "swarmd_connections_total",
             "HTTP connections, by what happened to them.",
-            Some(("event", event)),
-        )
-    } else if counter == "bytes_received" {
+            "event",
+        ),
+    ];
+    for (prefix, name, help, label) in FAMILIES {
+        if let Some(rest) = counter.strip_prefix(prefix) {
+            return (name, help, Some((label, rest)));
+        }
+    }
+    if counter == "bytes_received" {
         ("swarmd_received_bytes_total", "Bytes received.", None)
     } else if counter == "bytes_sent" {
         ("swarmd_sent_bytes_total", "Bytes sent.", None)
