@@ -49,3 +49,25 @@ if [[ $BUILD == 1 ]]; then
     fi
 fi
 [[ -x $LOADGEN ]] || die "no load generator at $LOADGEN"
+
+# Warns when something else is using the CPU: the figures would be noise.
+warn_if_busy() {
+    local a b idle total=0 i busy
+    read -ra a </proc/stat
+    sleep 1
+    read -ra b </proc/stat
+    idle=$((b[4] + b[5] - a[4] - a[5]))
+    for ((i = 1; i < ${#a[@]}; i++)); do total=$((total + b[i] - a[i])); done
+    busy=$((total > 0 ? 100 * (total - idle) / total : 0))
+    if ((busy > 10)); then
+        note "WARNING: the machine is ${busy}% busy before the benchmark; figures will be noisy"
+    fi
+}
+
+# cpu_ticks PID: utime + stime of the whole process (all its threads).
+cpu_ticks() {
+    # Field 2 (comm) may hold spaces; count the fields after its ')'.
+    local rest
+    rest=$(sed 's/^.*) //' "/proc/$1/stat")
+    awk '{print $12 + $13}' <<<"$rest"
+}

@@ -126,30 +126,10 @@ if [[ " ${servers[*]} " == *" opentracker "* ]]; then
     chmod 644 "$WORK/whitelist.txt"
 fi
 
-# A warning when something else is using the CPU: the figures would be noise.
-busy_percent() {
-    local a b
-    read -ra a </proc/stat
-    sleep 1
-    read -ra b </proc/stat
-    local idle=$((b[4] + b[5] - a[4] - a[5])) total=0 i
-    for ((i = 1; i < ${#a[@]}; i++)); do total=$((total + b[i] - a[i])); done
-    echo $((total > 0 ? 100 * (total - idle) / total : 0))
-}
-busy=$(busy_percent)
-if ((busy > 10)); then
-    note "WARNING: the machine is ${busy}% busy before the benchmark; figures will be noisy"
-fi
+warn_if_busy
 
 # ------------------------------------------------------------------- servers
 
-# cpu_seconds PID: utime + stime of the whole process, in seconds.
-cpu_ticks() {
-    # Field 2 (comm) may hold spaces; count the fields after its ')'.
-    local rest
-    rest=$(sed 's/^.*) //' "/proc/$1/stat")
-    awk '{print $12 + $13}' <<<"$rest"
-}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 

@@ -213,12 +213,7 @@ impl StatsServer {
                         })
                     })
                     .collect();
-                respond(
-                    &mut stream,
-                    200,
-                    "application/json",
-                    &serde_json::Value::from(list).to_string(),
-                )
+                respond_json(&mut stream, list.into())
             }
             "/healthz" => {
                 if self.view.stats.healthy() {
@@ -240,12 +235,7 @@ impl StatsServer {
                             .into_iter()
                             .map(|(h, s)| torrent_json(h, s))
                             .collect();
-                        respond(
-                            &mut stream,
-                            200,
-                            "application/json",
-                            &serde_json::Value::from(list).to_string(),
-                        )
+                        respond_json(&mut stream, list.into())
                     }
                     None => respond(&mut stream, 400, "text/plain", "top must be a number\n"),
                 }
@@ -336,6 +326,10 @@ fn families() -> [(&'static str, bool, Pick); 4] {
         ("http", false, |w| &w.http_v4),
         ("http", true, |w| &w.http_v6),
     ]
+}
+
+fn respond_json(stream: &mut TcpStream, value: serde_json::Value) -> io::Result<()> {
+    respond(stream, 200, "application/json", &value.to_string())
 }
 
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {

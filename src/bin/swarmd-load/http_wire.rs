@@ -8,6 +8,7 @@
 use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
 
 use crate::check::{Expect, Invalid, Kind, Verdict};
+use swarmd::protocol::bencode::unsigned;
 
 /// Most headers read from a response head; trackers send three or four.
 const MAX_HEADERS: usize = 16;
@@ -26,21 +27,6 @@ pub struct Announce {
     pub numwant: i32,
     /// Sent as `key` (8 hex digits), as real clients do.
     pub key: u32,
-}
-
-/// Appends `n` in decimal, without going through `fmt`.
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -74,13 +60,13 @@ pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
     out.extend_from_slice(b"&peer_id=");
     percent_encode(out, &a.peer_id.0);
     out.extend_from_slice(b"&port=");
-    decimal(out, u64::from(a.port));
+    unsigned(out, u64::from(a.port));
     out.extend_from_slice(b"&uploaded=");
-    decimal(out, a.uploaded);
+    unsigned(out, a.uploaded);
     out.extend_from_slice(b"&downloaded=");
-    decimal(out, a.downloaded);
+    unsigned(out, a.downloaded);
     out.extend_from_slice(b"&left=");
-    decimal(out, a.left);
+    unsigned(out, a.left);
     let event: &[u8] = match a.event {
         AnnounceEvent::None => b"",
         AnnounceEvent::Started => b"&event=started",
@@ -90,7 +76,7 @@ pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
     out.extend_from_slice(event);
     if let Ok(n) = u64::try_from(a.numwant) {
         out.extend_from_slice(b"&numwant=");
-        decimal(out, n);
+        unsigned(out, n);
     }
     out.extend_from_slice(b"&key=");
     for shift in (0..8).rev() {
