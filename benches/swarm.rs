@@ -118,9 +118,8 @@ fn many_torrents(c: &mut Criterion) {
                     })
                     .collect();
                 if prefetch {
-                    for a in &batch {
-                        s.prefetch(&a.info_hash);
-                    }
+                    let hashes: Vec<_> = batch.iter().map(|a| a.info_hash).collect();
+                    s.prefetch(&hashes);
                 }
                 for a in &batch {
                     out.clear();

@@ -117,6 +117,22 @@ pub struct WorkersConfig {
     /// Batches that may wait in each channel. A full channel drops the
     /// batch (counted) rather than block a socket worker.
     pub channel_capacity: Positive,
+    /// How announces and scrapes reach the torrents.
+    pub dispatch: Dispatch,
+}
+
+/// How a socket worker gets a batch of requests handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Dispatch {
+    /// It handles the batch itself, under the shard's lock: no thread
+    /// switch, so the best choice when workers share cores.
+    #[default]
+    Inline,
+    /// It hands the batch to the shard's swarm worker over a channel and
+    /// gets the answers back the same way: the swarm work runs on the swarm
+    /// workers' cores, without locks.
+    Channel,
 }
 
 impl Default for WorkersConfig {
@@ -125,6 +141,7 @@ impl Default for WorkersConfig {
             socket_workers: NonZeroUsize::MIN,
             swarm_workers: NonZeroUsize::MIN,
             channel_capacity: Positive(1024),
+            dispatch: Dispatch::default(),
         }
     }
 }

@@ -17,14 +17,14 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::access::{self, Access, Ledger, PasskeyCounters};
-use crate::config::Config;
+use crate::config::{Config, Dispatch};
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::ScrapeStats;
 use crate::protocol::InfoHash;
 use crate::stats::Stats;
 use crate::swarm::Swarms;
 use crate::workers::socket::{HttpSettings, SocketSettings, SocketWorker, Sockets, WAKE_TOKEN};
-use crate::workers::swarm::SwarmWorker;
+use crate::workers::swarm::{Inline, Shard, SwarmWorker};
 use crate::workers::{shard_of, Control, SharedSettings, Shutdown, Wake};
 
 /// Why a tracker could not start.
@@ -311,26 +311,35 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..swarm_workers).map(|_| bounded(16)).unzip();
 
     let mut swarm_threads = Vec::with_capacity(swarm_workers);
+    // With inline dispatch the socket workers handle batches against these.
+    let mut inline: Vec<Arc<dyn Inline>> = Vec::new();
     for (id, (rx, control)) in request_rxs.into_iter().zip(control_rxs).enumerate() {
         // The same worker over swarms with or without peer ids.
         macro_rules! worker {
             ($swarms:expr) => {{
                 let mut swarms = $swarms;
                 swarms.set_top_len(config.stats.top_torrents);
-                let worker = SwarmWorker {
+                let shard = Arc::new(parking_lot::Mutex::new(Shard {
                     id,
                     swarms,
+                    stats: stats.clone(),
+                    started,
+                    ledger: Ledger::new(config.swarm.peer_timeout.get()),
+                    hashes: Vec::new(),
+                }));
+                if config.workers.dispatch == Dispatch::Inline {
+                    inline.push(shard.clone());
+                }
+                let worker = SwarmWorker {
+                    shard,
                     requests: rx,
                     control,
                     responses: response_txs.clone(),
                     wakes: wakes.clone(),
-                    stats: stats.clone(),
                     cleaning_interval: Duration::from_secs(
                         config.swarm.cleaning_interval.get() as u64
                     ),
-                    started,
                     access: access.reader(),
-                    ledger: Ledger::new(config.swarm.peer_timeout.get()),
                 };
                 Box::new(move || worker.run()) as Box<dyn FnOnce() + Send>
             }};
@@ -360,7 +369,8 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             shared_settings.clone(),
             started,
         )?
-        .with_access(access.reader());
+        .with_access(access.reader())
+        .with_inline(inline.clone());
         socket_threads.push(spawn(
             format!("socket-{id}"),
             &death_tx,

@@ -213,14 +213,10 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             self.peers[at] = peer;
         }
         if let Some(index) = &mut self.index {
-            let peers = &self.peers;
-            index.insert(hasher.hash_one(peer.addr), at, |p| {
-                hasher.hash_one(peers[p].addr)
-            });
+            index.insert(hasher.hash_one(peer.addr), at);
         } else if self.peers.len() > INDEX_FROM {
-            let mut index = DenseIndex::with_capacity(self.peers.len() * 2);
-            let peers = &self.peers;
-            index.rebuild(peers.iter().map(|p| hasher.hash_one(p.addr)));
+            let mut index = DenseIndex::default();
+            index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
             self.index = Some(Box::new(index));
         }
     }
@@ -258,17 +254,16 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             self.relocate(last, pos, hasher);
         }
         self.peers.pop();
-        self.after_shrink(hasher);
+        self.after_shrink();
     }
 
-    fn after_shrink(&mut self, hasher: &ahash::RandomState) {
+    fn after_shrink(&mut self) {
         let len = self.peers.len();
         if self.index.is_some() && len <= INDEX_FROM / 2 {
             self.index = None;
         }
         if let Some(index) = &mut self.index {
-            let peers = &self.peers;
-            index.shrink(|p| hasher.hash_one(peers[p].addr));
+            index.shrink();
         }
         if self.peers.spilled() && len < self.peers.capacity() / 4 {
             self.peers.shrink_to_fit();
@@ -405,7 +400,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             if let Some(index) = &mut self.index {
                 index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
             }
-            self.after_shrink(hasher);
+            self.after_shrink();
         }
         removed
     }
@@ -586,12 +581,24 @@ impl<X: PeerData> Swarms<X> {
     /// index, then the torrent), and they dominate an announce. Called for
     /// every request of a batch before any is handled, the misses of
     /// different requests overlap instead of coming one after another.
-    #[inline]
-    pub fn prefetch(&self, info_hash: &InfoHash) {
-        if let Some(pos) = self.find(info_hash) {
-            let entry = &self.torrents[pos];
-            crate::sys::prefetch(entry);
-            crate::sys::prefetch((entry as *const (InfoHash, Torrent<X>)).wrapping_byte_add(64));
+    ///
+    /// In two passes, so that nothing waits: the first starts loading every
+    /// index slot, the second reads them (by then in cache, or on their way)
+    /// and starts loading the torrents they point at, without comparing keys
+    /// (see [`DenseIndex::candidate`]).
+    pub fn prefetch(&self, info_hashes: &[InfoHash]) {
+        for h in info_hashes {
+            self.index.prefetch(self.hasher.hash_one(h));
+        }
+        for h in info_hashes {
+            if let Some(pos) = self.index.candidate(self.hasher.hash_one(h)) {
+                if let Some(entry) = self.torrents.get(pos) {
+                    crate::sys::prefetch(entry);
+                    crate::sys::prefetch(
+                        (entry as *const (InfoHash, Torrent<X>)).wrapping_byte_add(64),
+                    );
+                }
+            }
         }
     }
 
@@ -605,11 +612,7 @@ impl<X: PeerData> Swarms<X> {
     fn insert_torrent(&mut self, info_hash: InfoHash) -> usize {
         let pos = self.torrents.len();
         self.torrents.push((info_hash, Torrent::default()));
-        let torrents = &self.torrents;
-        let hasher = &self.hasher;
-        self.index.insert(hasher.hash_one(info_hash), pos, |p| {
-            hasher.hash_one(torrents[p].0)
-        });
+        self.index.insert(self.hasher.hash_one(info_hash), pos);
         pos
     }
 
@@ -623,8 +626,7 @@ impl<X: PeerData> Swarms<X> {
                 .relocate(hasher.hash_one(self.torrents[last].0), last, pos);
         }
         self.torrents.swap_remove(pos);
-        let torrents = &self.torrents;
-        self.index.shrink(|p| hasher.hash_one(torrents[p].0));
+        self.index.shrink();
         if self.torrents.capacity() > 1024 && self.torrents.len() < self.torrents.capacity() / 4 {
             self.torrents.shrink_to(self.torrents.len() * 2);
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Events, Interest, Poll, Token};
 
+use super::swarm::Inline;
 use super::{
     shard_of, Origin, Reply, RequestBatch, ResponseBatch, SharedSettings, Shutdown, SwarmRequest,
     SwarmResponse, Wakes,
@@ -52,6 +53,9 @@ const MAX_IN_FLIGHT: usize = 2;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Rounds of reads (a batch from each UDP socket) between two polls.
 const WORK_ROUNDS: usize = 8;
+/// Loop turns without sleeping after which the UDP sockets leave the poll
+/// (see `SocketWorker::udp_registered`).
+const BUSY_TURNS: u32 = 64;
 
 /// Settings the socket worker reads on the hot path.
 #[derive(Clone, Debug)]
@@ -130,6 +134,20 @@ pub struct SocketWorker {
     request_pool: Vec<Vec<SwarmRequest>>,
     reply_pool: Vec<ResponseBatch>,
     in_flight: usize,
+    /// Whether the UDP sockets are in the poll. They are only while the
+    /// worker may sleep: a socket in an epoll set has a waiter on its wait
+    /// queue, and the kernel then takes that queue's lock and calls epoll
+    /// back for every datagram sent from it (when the datagram is freed)
+    /// and every one that arrives. A busy worker reads until the sockets are
+    /// dry anyway, so it takes them out after [`BUSY_TURNS`] turns without
+    /// sleeping, and puts them back before it sleeps. Measured with the
+    /// do-nothing responder: 8–12 % fewer responses per CPU-second with its
+    /// socket in an epoll set.
+    udp_registered: bool,
+    busy_turns: u32,
+    /// With inline dispatch, the shards this worker handles its batches
+    /// against itself (empty: it hands them to the swarm workers).
+    inline: Vec<Arc<dyn Inline>>,
     pending: Vec<Option<PendingScrape>>,
     free_pending: Vec<u32>,
     next_generation: u32,
@@ -153,11 +171,9 @@ impl SocketWorker {
         let settings_generation = shared_settings.generation();
         let settings = shared_settings.get();
         let mut entries = Vec::with_capacity(sockets.udp.len());
-        for (i, s) in sockets.udp.into_iter().enumerate() {
+        for s in sockets.udp {
             let v6 = s.local_addr()?.is_ipv6();
-            let mut socket = mio::net::UdpSocket::from_std(s);
-            poll.registry()
-                .register(&mut socket, Token(i), Interest::READABLE)?;
+            let socket = mio::net::UdpSocket::from_std(s);
             entries.push(UdpEntry {
                 socket,
                 v6,
@@ -191,6 +207,9 @@ impl SocketWorker {
             request_pool: Vec::new(),
             reply_pool: Vec::new(),
             in_flight: 0,
+            udp_registered: false,
+            busy_turns: 0,
+            inline: Vec::new(),
             pending: Vec::new(),
             free_pending: Vec::new(),
             next_generation: 0,
@@ -203,11 +222,20 @@ impl SocketWorker {
         self
     }
 
+    /// Handles its batches against `shards` itself rather than hand them to
+    /// the swarm workers (`[workers] dispatch = "inline"`).
+    pub fn with_inline(mut self, shards: Vec<Arc<dyn Inline>>) -> SocketWorker {
+        debug_assert!(shards.is_empty() || shards.len() == self.outgoing.len());
+        self.inline = shards;
+        self
+    }
+
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut next_housekeeping = Instant::now();
+        let wakes = self.wakes.clone();
         while !self.shutdown.requested() {
-            let wake = &self.wakes[self.id];
+            let wake = &wakes[self.id];
             wake.sleeping
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             // A socket still readable after `work` gave up its turn has
@@ -218,6 +246,7 @@ impl SocketWorker {
             } else {
                 Duration::ZERO
             };
+            self.register_udp(!timeout.is_zero())?;
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -256,6 +285,35 @@ impl SocketWorker {
         }
         self.drain();
         log::debug!("socket-{} stopped", self.id);
+        Ok(())
+    }
+
+    /// Puts the UDP sockets in the poll before a sleep (`sleep`), and takes
+    /// them out after [`BUSY_TURNS`] turns without one.
+    fn register_udp(&mut self, sleep: bool) -> io::Result<()> {
+        if sleep {
+            self.busy_turns = 0;
+            if !self.udp_registered {
+                // A socket with datagrams already queued is reported at
+                // once, so none is missed in between.
+                for (i, entry) in self.sockets.iter_mut().enumerate() {
+                    self.poll
+                        .registry()
+                        .register(&mut entry.socket, Token(i), Interest::READABLE)?;
+                }
+                self.udp_registered = true;
+            }
+        } else if self.udp_registered {
+            self.busy_turns += 1;
+            if self.busy_turns >= std::env::var("EXP_BUSY").ok().and_then(|v| v.parse().ok()).unwrap_or(BUSY_TURNS) {
+                for entry in &mut self.sockets {
+                    self.poll.registry().deregister(&mut entry.socket)?;
+                    // Out of the poll, nothing reports new datagrams: look.
+                    entry.readable = true;
+                }
+                self.udp_registered = false;
+            }
+        }
         Ok(())
     }
 
@@ -476,8 +534,13 @@ impl SocketWorker {
         }
     }
 
-    /// Hands each non-empty outgoing batch to its swarm worker.
+    /// Hands each non-empty outgoing batch to its swarm worker, or with
+    /// inline dispatch handles it here.
     fn send_batches(&mut self) {
+        if !self.inline.is_empty() {
+            self.handle_inline();
+            return;
+        }
         for shard in 0..self.outgoing.len() {
             if self.outgoing[shard].is_empty() {
                 continue;
@@ -497,6 +560,29 @@ impl SocketWorker {
                 }
             }
         }
+    }
+
+    /// Handles each non-empty outgoing batch against its shard and sends the
+    /// answers. An answer to an HTTP request may queue the connection's next
+    /// pipelined request, so this goes on until no batch is left (a
+    /// connection's buffered requests are bounded, so it ends).
+    fn handle_inline(&mut self) {
+        loop {
+            let mut handled = false;
+            for shard in 0..self.outgoing.len() {
+                if self.outgoing[shard].is_empty() {
+                    continue;
+                }
+                handled = true;
+                let mut reply = self.reply_pool.pop().unwrap_or_default();
+                self.inline[shard].handle(&mut self.outgoing[shard], &mut reply);
+                self.answer_batch(reply);
+            }
+            if !handled {
+                break;
+            }
+        }
+        self.flush_udp();
     }
 
     /// A batch that could not be handed over: count it, give up its scrapes,
@@ -591,6 +677,11 @@ impl SocketWorker {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.answer_batch(batch);
         }
+        self.flush_udp();
+    }
+
+    /// Sends the queued UDP answers.
+    fn flush_udp(&mut self) {
         for entry in &mut self.sockets {
             if entry.queue.is_empty() {
                 continue;
@@ -663,7 +754,8 @@ impl SocketWorker {
         batch.peers.clear();
         batch.peer_ids.clear();
         let spare = std::mem::take(&mut batch.spare);
-        if self.request_pool.len() < 64 {
+        // (Inline batches bring no request vector back.)
+        if spare.capacity() > 0 && self.request_pool.len() < 64 {
             self.request_pool.push(spare);
         }
         if self.reply_pool.len() < 64 {

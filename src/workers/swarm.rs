@@ -1,48 +1,86 @@
-//! The swarm worker loop: takes request batches from socket workers, runs
-//! them against its share of the torrents, answers each batch with one
-//! response batch, and cleans expired peers a slice at a time in between.
+//! The swarm worker loop and the shard it owns.
+//!
+//! A [`Shard`] is a share of the torrents (by info hash) with what handling a
+//! batch of requests against it needs. Requests reach it one of two ways
+//! (`[workers] dispatch`): a socket worker hands a batch to the shard's swarm
+//! worker over a channel and gets one response batch back, or the socket
+//! worker handles the batch itself under the shard's lock ([`Inline`]). Either
+//! way the swarm worker cleans expired peers a slice at a time and answers
+//! queries from the stats endpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
+use parking_lot::Mutex;
 
 use super::{Control, RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
 use crate::access::{AccessReader, Ledger};
+use crate::protocol::InfoHash;
 use crate::stats::Stats;
 use crate::swarm::{NoPeerIds, PeerData, Swarms};
 
 /// Peers looked at per cleaning step. About a tenth of a millisecond of work,
-/// so a step between two batches never delays answers noticeably.
+/// so a step between two batches never delays answers noticeably (and, with
+/// inline dispatch, never holds the shard's lock for longer).
 const CLEAN_BUDGET: usize = 8192;
 
-/// `X`: whether its swarms keep peer ids (see [`PeerData`]).
-pub struct SwarmWorker<X: PeerData = NoPeerIds> {
+/// One share of the torrents. `X`: whether its swarms keep peer ids (see
+/// [`PeerData`]).
+pub struct Shard<X: PeerData = NoPeerIds> {
     pub id: usize,
     pub swarms: Swarms<X>,
+    pub stats: Arc<Stats>,
+    pub started: Instant,
+    /// Last totals per peer, for per-passkey deltas.
+    pub ledger: Ledger,
+    /// The info hashes of the batch being handled (a reused buffer).
+    pub hashes: Vec<InfoHash>,
+}
+
+/// A shard that socket workers handle batches against themselves, under its
+/// lock. The lock is taken once per batch, so it costs one uncontended atomic
+/// operation per batch when a shard has one user at a time.
+pub trait Inline: Send + Sync {
+    /// Handles (and empties) `requests`, appending the answers to `reply`.
+    fn handle(&self, requests: &mut Vec<SwarmRequest>, reply: &mut ResponseBatch);
+}
+
+impl<X: PeerData + Send> Inline for Mutex<Shard<X>> {
+    fn handle(&self, requests: &mut Vec<SwarmRequest>, reply: &mut ResponseBatch) {
+        self.lock().handle(requests, reply);
+    }
+}
+
+pub struct SwarmWorker<X: PeerData = NoPeerIds> {
+    pub shard: Arc<Mutex<Shard<X>>>,
+    /// Batches from socket workers (none come with inline dispatch; the
+    /// channel then only tells when every socket worker has gone).
     pub requests: Receiver<RequestBatch>,
     /// Queries and new settings from the main and stats threads.
     pub control: Receiver<Control>,
     /// One sender per socket worker, by index.
     pub responses: Vec<Sender<ResponseBatch>>,
     pub wakes: Wakes,
-    pub stats: Arc<Stats>,
     pub cleaning_interval: Duration,
-    pub started: Instant,
     /// The access lists: torrents they refuse are purged by cleaning.
     pub access: AccessReader,
-    /// Last totals per peer, for per-passkey deltas.
-    pub ledger: Ledger,
 }
 
 impl<X: PeerData> SwarmWorker<X> {
     pub fn run(mut self) {
-        let stats = self.stats.clone();
-        let counters = &stats.swarm[self.id];
+        let (id, stats) = {
+            let shard = self.shard.lock();
+            (shard.id, shard.stats.clone())
+        };
+        let counters = &stats.swarm[id];
         let mut next_pass = Instant::now() + self.cleaning_interval;
         let mut cleaning = false;
         let mut pass_removed = 0u64;
-        self.swarms.set_filter(self.access.load().filter());
+        self.shard
+            .lock()
+            .swarms
+            .set_filter(self.access.load().filter());
         loop {
             // While a pass runs, come back soon even without requests.
             let wait = if cleaning {
@@ -65,7 +103,7 @@ impl<X: PeerData> SwarmWorker<X> {
             }
             if let Some(list) = self.access.changed() {
                 // New lists: a pass now purges what they refuse.
-                self.swarms.set_filter(list.filter());
+                self.shard.lock().swarms.set_filter(list.filter());
                 next_pass = Instant::now();
             }
             if !cleaning && Instant::now() >= next_pass {
@@ -73,39 +111,56 @@ impl<X: PeerData> SwarmWorker<X> {
                 pass_removed = 0;
             }
             if cleaning {
-                let (removed, done) = self.swarms.clean_step(self.now(), CLEAN_BUDGET);
+                let mut shard = self.shard.lock();
+                let now = shard.now();
+                let (removed, done) = shard.swarms.clean_step(now, CLEAN_BUDGET);
                 pass_removed += removed as u64;
                 counters.peers_expired.add(removed as u64);
-                let (torrents, peers) = self.swarms.purged();
+                let (torrents, peers) = shard.swarms.purged();
                 counters.torrents_purged.set(torrents);
                 counters.peers_purged.set(peers);
-                self.publish_totals();
+                shard.publish_totals();
                 if done {
                     cleaning = false;
                     next_pass = Instant::now() + self.cleaning_interval;
-                    self.ledger.rotate(self.now());
-                    *self.stats.top[self.id].lock() = self.swarms.top().to_vec();
-                    log::debug!(
-                        "swarm-{}: cleaning pass removed {pass_removed} peers",
-                        self.id
-                    );
+                    shard.ledger.rotate(now);
+                    *stats.top[id].lock() = shard.swarms.top().to_vec();
+                    log::debug!("swarm-{id}: cleaning pass removed {pass_removed} peers");
                 }
             }
         }
-        log::debug!("swarm-{} stopped", self.id);
-    }
-
-    fn now(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        log::debug!("swarm-{id} stopped");
     }
 
     fn control(&mut self, message: Control) {
+        let mut shard = self.shard.lock();
         match message {
             Control::Torrent { info_hash, reply } => {
-                let _ = reply.try_send(self.swarms.scrape(&info_hash));
+                let _ = reply.try_send(shard.swarms.scrape(&info_hash));
             }
-            Control::Config(config) => self.swarms.set_config(config),
+            Control::Config(config) => shard.swarms.set_config(config),
         }
+    }
+
+    fn handle(&mut self, batch: RequestBatch) {
+        let RequestBatch {
+            from,
+            mut requests,
+            mut reply,
+        } = batch;
+        self.shard.lock().handle(&mut requests, &mut reply);
+        reply.spare = requests;
+        // The socket worker always drains its channel, so a blocking send
+        // only waits while it is busy; it cannot deadlock.
+        if self.responses[from].send(reply).is_ok() {
+            self.wakes[from].after_send();
+        }
+    }
+}
+
+impl<X: PeerData> Shard<X> {
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
     }
 
     /// Copies the running totals to the counters: a few stores, cheap
@@ -120,30 +175,23 @@ impl<X: PeerData> SwarmWorker<X> {
         c.leechers.set(t.leechers);
     }
 
-    fn handle(&mut self, batch: RequestBatch) {
-        let RequestBatch {
-            from,
-            mut requests,
-            reply,
-        } = batch;
-        let mut reply = reply;
+    /// Handles (and empties) `requests`, appending the answers to `reply`.
+    pub fn handle(&mut self, requests: &mut Vec<SwarmRequest>, reply: &mut ResponseBatch) {
         let now = self.now();
         let counters = &self.stats.swarm[self.id];
         // Start every lookup's cache misses before handling any request:
         // they then overlap (twice the announces per second with a million
         // torrents; `cargo bench --bench swarm -- "batch of 64"`).
-        for request in &requests {
+        self.hashes.clear();
+        for request in requests.iter() {
             match request {
-                SwarmRequest::Announce { announce, .. } => {
-                    self.swarms.prefetch(&announce.info_hash)
-                }
+                SwarmRequest::Announce { announce, .. } => self.hashes.push(announce.info_hash),
                 SwarmRequest::ScrapePart { hashes, .. } => {
-                    for (_, h) in hashes {
-                        self.swarms.prefetch(h);
-                    }
+                    self.hashes.extend(hashes.iter().map(|(_, h)| *h))
                 }
             }
         }
+        self.swarms.prefetch(&self.hashes);
         for request in requests.drain(..) {
             match request {
                 SwarmRequest::Announce {
@@ -187,14 +235,8 @@ impl<X: PeerData> SwarmWorker<X> {
                 }
             }
         }
-        reply.spare = requests;
         // Counts first, then answers: whoever sees an answer sees the
         // counts that include it.
         self.publish_totals();
-        // The socket worker always drains its channel, so a blocking send
-        // only waits while it is busy; it cannot deadlock.
-        if self.responses[from].send(reply).is_ok() {
-            self.wakes[from].after_send();
-        }
     }
 }
