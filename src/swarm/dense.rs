@@ -326,7 +326,11 @@ mod tests {
             index.insert(pos as u64 * 31, pos);
         }
         index.shrink();
-        assert!(index.heap_bytes() < big / 8, "{} of {big}", index.heap_bytes());
+        assert!(
+            index.heap_bytes() < big / 8,
+            "{} of {big}",
+            index.heap_bytes()
+        );
         for pos in 0..100 {
             assert_eq!(index.find(pos as u64 * 31, |p| p == pos), Some(pos));
         }
