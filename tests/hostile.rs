@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use swarmd::config::Positive;
+use swarmd::config::{Dispatch, Positive};
 use swarmd::protocol::http::url_encode;
 use swarmd::protocol::udp::{
     ConnectRequest, ConnectionId, Request, Response, ScrapeRequest, TransactionId, ANNOUNCE_LEN,
@@ -680,7 +680,19 @@ fn a_flooded_socket_does_not_starve_the_others() {
 /// requests stayed in the kernel: the client waited for the idle timeout.
 #[test]
 fn pipelined_requests_beyond_one_read_buffer_are_all_answered() {
-    let t = tracker_with(|c| c.http.max_head_size = Positive(512));
+    pipelined_requests_beyond_one_read_buffer_are_all_answered_with(Dispatch::Inline);
+}
+
+#[test]
+fn pipelined_requests_beyond_one_read_buffer_are_all_answered_over_channels() {
+    pipelined_requests_beyond_one_read_buffer_are_all_answered_with(Dispatch::Channel);
+}
+
+fn pipelined_requests_beyond_one_read_buffer_are_all_answered_with(dispatch: Dispatch) {
+    let t = tracker_with(|c| {
+        c.http.max_head_size = Positive(512);
+        c.workers.dispatch = dispatch;
+    });
     let mut c = HttpClient::connect(t.http_addrs()[0]);
     let mut all = Vec::new();
     for i in 0..40u8 {

@@ -4,6 +4,7 @@ mod util;
 
 use std::net::SocketAddr;
 
+use swarmd::config::Dispatch;
 use swarmd::protocol::{AnnounceEvent, InfoHash};
 use util::http::{announce_path, scrape_path, Bencode, HttpClient};
 use util::{decode_peers, hash, tracker, tracker_with, Client};
@@ -116,7 +117,19 @@ fn dictionary_model_with_peer_ids_when_kept() {
 
 #[test]
 fn scrape_of_several_torrents_with_keep_alive() {
-    let t = tracker_with(|c| c.workers.swarm_workers = 2.try_into().unwrap());
+    scrape_of_several_torrents_with_keep_alive_with(Dispatch::Inline);
+}
+
+#[test]
+fn scrape_of_several_torrents_with_keep_alive_over_channels() {
+    scrape_of_several_torrents_with_keep_alive_with(Dispatch::Channel);
+}
+
+fn scrape_of_several_torrents_with_keep_alive_with(dispatch: Dispatch) {
+    let t = tracker_with(|c| {
+        c.workers.swarm_workers = 2.try_into().unwrap();
+        c.workers.dispatch = dispatch;
+    });
     let addr = t.http_addrs()[0];
     let mut c = HttpClient::connect(addr);
     // Several requests on one connection.

@@ -4,8 +4,10 @@ mod util;
 
 use std::net::SocketAddr;
 
+use swarmd::config::Dispatch;
 use swarmd::protocol::udp::{
-    AnnounceRequest, ConnectionId, Request, Response, ScrapeRequest, ScrapeStats,
+    AnnounceRequest, ConnectRequest, ConnectionId, Request, Response, ScrapeRequest, ScrapeStats,
+    TransactionId,
 };
 use swarmd::protocol::{AnnounceEvent, InfoHash};
 use util::{hash, tracker, tracker_with, Client};
@@ -52,7 +54,19 @@ fn stopped_removes_the_peer() {
 
 #[test]
 fn scrape_counts_across_swarm_workers() {
-    let t = tracker_with(|c| c.workers.swarm_workers = 3.try_into().unwrap());
+    scrape_counts_across_swarm_workers_with(Dispatch::Inline);
+}
+
+#[test]
+fn scrape_counts_across_swarm_workers_over_channels() {
+    scrape_counts_across_swarm_workers_with(Dispatch::Channel);
+}
+
+fn scrape_counts_across_swarm_workers_with(dispatch: Dispatch) {
+    let t = tracker_with(|c| {
+        c.workers.swarm_workers = 3.try_into().unwrap();
+        c.workers.dispatch = dispatch;
+    });
     let addr = t.udp_addrs()[0];
     // Hashes whose first byte differs land on different swarm workers.
     let hashes: Vec<InfoHash> = (0..9).map(hash).collect();
@@ -271,6 +285,67 @@ fn a_taken_port_stops_start_up_naming_the_address() {
         Ok(_) => panic!("a second tracker bound a taken port"),
     }
     first.stop().unwrap();
+}
+
+/// A burst makes the socket worker take its sockets out of the poll (it
+/// reads until they are dry instead); when the burst is over it must put
+/// them back before it sleeps, or the next request would never be seen.
+/// Both sockets (IPv4 and IPv6) are checked, each after a burst on the other.
+#[test]
+fn requests_after_a_burst_are_answered() {
+    let t = tracker();
+    for (burst, then) in [(0, 1), (1, 0)] {
+        let addr = t.udp_addrs()[burst];
+        let c = Client::new(addr);
+        let n = 1000u32;
+        let before = t.stats().udp_total(|f| &f.requests_connect);
+        std::thread::scope(|s| {
+            // Read the answers while they come, up to the last one (or
+            // until none comes for the client's timeout: the kernel may
+            // drop a few).
+            s.spawn(|| {
+                let mut raw = [0u8; 64];
+                while let Ok((len, _)) = c.socket.recv_from(&mut raw) {
+                    if let Some(Response::Connect { transaction_id, .. }) =
+                        Response::parse(&raw[..len])
+                    {
+                        if transaction_id.0 == n - 1 {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut buf = Vec::new();
+            for i in 0..n {
+                buf.clear();
+                Request::Connect(ConnectRequest {
+                    transaction_id: TransactionId(i),
+                })
+                .write(&mut buf);
+                c.send_raw(&buf);
+            }
+        });
+        let after = t.stats().udp_total(|f| &f.requests_connect);
+        let read = (after.0 + after.1) - (before.0 + before.1);
+        assert!(
+            read >= 500,
+            "the tracker read only {read} of the {n} connects"
+        );
+        // Idle now: the next request, on either socket, is answered.
+        for addr in [t.udp_addrs()[then], addr] {
+            let mut after = Client::new(addr);
+            // Promptly: a worker that sleeps with its sockets out of the
+            // poll would still look at them at its once-a-second
+            // housekeeping, so a generous bound below that tells the two
+            // apart.
+            after
+                .socket
+                .set_read_timeout(Some(std::time::Duration::from_millis(800)))
+                .unwrap();
+            assert!(after.announce(hash(77), AnnounceEvent::Started, 1).0 > 0);
+        }
+    }
+    t.stop().unwrap();
 }
 
 #[test]

@@ -345,6 +345,13 @@ impl SocketWorker {
     /// a batch from each in turn, answering what came back from the swarm
     /// workers between batches.
     fn work(&mut self) {
+        if !self.udp_in_poll {
+            // Out of the poll, no socket's new datagrams are reported: look
+            // at each once a turn, so a flooded one can't hide the others.
+            for entry in &mut self.sockets {
+                entry.readable = true;
+            }
+        }
         // A bounded number of rounds, then back to poll: events are
         // edge-triggered and only a poll reports them, so a socket that
         // never runs dry (a flood) must not keep the other sockets and the
