@@ -9,14 +9,16 @@
 #   benches/compare.sh                    throughput, 5 rounds of 30 s
 #   ROUNDS=1 DURATION=10 benches/compare.sh
 #   MODE=memory benches/compare.sh        RSS after 1M torrents / 5M peers
-#   MODE=all benches/compare.sh           both
+#   MODE=latency benches/compare.sh       p50/p99/p99.9 at a fixed offered rate
+#   MODE=all benches/compare.sh           all three
 #
 # Settings (environment):
 #   ROUNDS=5  DURATION=30  SUMMARIZE=25   seconds per run, and the last seconds
 #                                         averaged (the first ones warm up)
 #   SERVERS="responder swarmd aquatic_udp opentracker"
 #   LOADS="swarmd-load aquatic"
-#   MODE=throughput|memory|all
+#   MODE=throughput|memory|latency|all
+#   RATE=100000                           requests/s offered in latency mode
 #   MEM_TORRENTS=1000000 MEM_PEERS=5000000 MEM_TIMEOUT=900
 #   SERVER_CPU=0 LOAD_CPU=1  PORT=47000 (first port; one new port per run)
 #   OUT=DIR   where logs and results.tsv go (default: a new /tmp directory)
@@ -45,6 +47,7 @@ SUMMARIZE=${SUMMARIZE:-$((DURATION * 5 / 6))}
 SERVERS=${SERVERS:-"responder swarmd aquatic_udp opentracker"}
 LOADS=${LOADS:-"swarmd-load aquatic"}
 MODE=${MODE:-throughput}
+RATE=${RATE:-100000}
 MEM_TORRENTS=${MEM_TORRENTS:-1000000}
 MEM_PEERS=${MEM_PEERS:-5000000}
 MEM_TIMEOUT=${MEM_TIMEOUT:-900}
@@ -66,7 +69,8 @@ note() { echo "# $*" >&2; }
 if [[ " $LOADS " == *" aquatic "* ]] && ((DURATION < 10)); then
     die "aquatic_udp_load_test reports every 5 s: DURATION must be at least 10 with LOADS=aquatic"
 fi
-case $MODE in throughput | memory | all) ;; *) die "MODE must be throughput, memory or all" ;; esac
+case $MODE in throughput | memory | latency | all) ;; *) die "MODE must be throughput, memory, latency or all" ;; esac
+[[ $RATE =~ ^[0-9]+$ && $RATE -ge 1 ]] || die "RATE must be a positive number"
 
 # anyhow captures a backtrace for every error when this is set, which slows
 # Rust servers down (see shared/BENCHMARKING.md).
@@ -319,6 +323,47 @@ throughput() {
     done
 }
 
+# --------------------------------------------------------------- latency mode
+
+# The same load at a fixed offered rate (swarmd-load --rate, which measures
+# latency; aquatic_udp_load_test does not), alternating servers each round.
+latency() {
+    local round i n=${#servers[@]} server log tag lat=$OUT/latency.tsv
+    printf 'round\tserver\tresponses_per_s\tp50_us\tp99_us\tp999_us\ttimeouts\n' >"$lat"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for ((i = 0; i < n; i++)); do
+            server=${servers[$(((i + round - 1) % n))]}
+            start_server "$server" || continue
+            tag=latency-$server-$round
+            log=$OUT/logs/$tag.log
+            taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" --rate "$RATE" \
+                --duration "$DURATION" --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" \
+                >"$log" 2>&1 || true
+            stop_pid "$SERVER_PID"
+            kv() { grep -o "\b$1=[^ ]*" "$log" | head -1 | cut -d= -f2; }
+            if [[ -z $(kv p99_us) ]]; then
+                note "$tag: no figure; see $log"
+                continue
+            fi
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv responses_per_sec)" \
+                "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)" >>"$lat"
+            note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s' \
+                "$server" "$round" "$(kv responses_per_sec)" "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)")"
+        done
+    done
+    echo
+    echo "UDP latency at $RATE requests/s offered (swarmd-load): medians of $ROUNDS round(s) of ${DURATION} s"
+    echo "(last ${SUMMARIZE} s measured), and the range over the rounds."
+    printf '%-12s %12s %10s %16s %10s %16s %9s\n' server "responses/s" "p50 us" "p50 range" "p99 us" "p99 range" "p99.9 us"
+    for server in "${servers[@]}"; do
+        col() { awk -F'\t' -v s="$server" -v c="$1" 'NR > 1 && $2 == s {print $c}' "$lat"; }
+        [[ -z $(col 3) ]] && continue
+        printf '%-12s %12.0f %10s %16s %10s %16s %9s\n' "$server" "$(col 3 | median)" \
+            "$(col 4 | median)" "$(col 4 | sort -g | sed -n '1p;$p' | paste -sd-)" \
+            "$(col 5 | median)" "$(col 5 | sort -g | sed -n '1p;$p' | paste -sd-)" "$(col 6 | median)"
+    done
+}
+
 # ---------------------------------------------------------------- memory mode
 
 memory() {
@@ -366,8 +411,10 @@ note "results and logs in $OUT"
 case $MODE in
 throughput) throughput ;;
 memory) memory ;;
+latency) latency ;;
 all)
     throughput
+    latency
     memory
     ;;
 esac
