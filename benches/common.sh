@@ -71,3 +71,18 @@ cpu_ticks() {
     rest=$(sed 's/^.*) //' "/proc/$1/stat")
     awk '{print $12 + $13}' <<<"$rest"
 }
+
+# steal_snapshot: "steal total" ticks over all CPUs, from /proc/stat. The
+# hypervisor's share of a window is (steal1 - steal0) / (total1 - total0):
+# runs with much of it measured the host's other guests as well.
+steal_snapshot() {
+    awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit}' /proc/stat
+}
+
+# steal_percent "S0 T0" "S1 T1": the steal share between two snapshots.
+steal_percent() {
+    local a b
+    read -ra a <<<"$1"
+    read -ra b <<<"$2"
+    awk -v s="$((b[0] - a[0]))" -v t="$((b[1] - a[1]))" 'BEGIN {if (t > 0) printf "%.0f", 100 * s / t; else print 0}'
+}

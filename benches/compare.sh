@@ -201,7 +201,7 @@ run_load() {
     local server=$1 load=$2 round=$3
     local addr=127.0.0.1:$SERVER_PORT tag=$server-$load-$round
     local log=$OUT/logs/$tag.log
-    local rps p99="-" invalid timeouts load_pid c0 c1 rc=0 i window=$SUMMARIZE
+    local rps p99="-" invalid timeouts load_pid c0 c1 st0 steal rc=0 i window=$SUMMARIZE
     case $load in
     swarmd-load)
         taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "$addr" --duration "$DURATION" \
@@ -249,8 +249,10 @@ run_load() {
         ;;
     esac
     c0=$(cpu_ticks "$SERVER_PID")
+    st0=$(steal_snapshot)
     nap "$window"
     c1=$(cpu_ticks "$SERVER_PID")
+    steal=$(steal_percent "$st0" "$(steal_snapshot)")
     wait "$load_pid" || rc=$?
     case $load in
     swarmd-load)
@@ -274,10 +276,10 @@ run_load() {
     cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
     per_cpu=$(awk -v r="$rps" -v s="$window" -v c="$cpu" \
         'BEGIN {if (c > 0) printf "%.0f", r * s / c; else print "-"}')
-    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$load" "$rps" "$cpu" \
-        "$per_cpu" "$p99" "$invalid" "$timeouts" >>"$RESULTS"
-    note "$(printf '%-12s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s' \
-        "$server" "$load" "$round" "$rps" "$cpu" "$per_cpu" "$p99" "$invalid" "$timeouts")"
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$load" "$rps" "$cpu" \
+        "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal" >>"$RESULTS"
+    note "$(printf '%-12s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s, steal %s%%' \
+        "$server" "$load" "$round" "$rps" "$cpu" "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal")"
 }
 
 median() {
@@ -286,7 +288,7 @@ median() {
 }
 
 throughput() {
-    printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\n' >"$RESULTS"
+    printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\tsteal_pct\n' >"$RESULTS"
     local round i n=${#servers[@]} server load
     for ((round = 1; round <= ROUNDS; round++)); do
         # Rotate the order each round so no server always runs first.
@@ -321,6 +323,19 @@ throughput() {
                 "$(awk -v a="$per" -v b="$ref_per" 'BEGIN {if (b > 0 && a != "-") printf "%.2f", a / b; else print "-"}')"
         done
     done
+    steal_line "$RESULTS" 10
+}
+
+# Prints the hypervisor's share of the CPUs over the runs of a results file
+# whose column COL holds it.
+steal_line() {
+    local file=$1 col=$2 med max
+    med=$(awk -F'\t' -v c="$col" 'NR > 1 {print $c}' "$file" | median)
+    max=$(awk -F'\t' -v c="$col" 'NR > 1 && $c > m {m = $c} END {print m + 0}' "$file")
+    echo "Steal (CPU time the hypervisor gave to other guests) over the runs: median ${med}%, max ${max}%."
+    if ((max > 10)); then
+        echo "Runs with more than 10 % steal measured the host as well: compare rounds, not only medians."
+    fi
 }
 
 # --------------------------------------------------------------- latency mode
@@ -328,27 +343,29 @@ throughput() {
 # The same load at a fixed offered rate (swarmd-load --rate, which measures
 # latency; aquatic_udp_load_test does not), alternating servers each round.
 latency() {
-    local round i n=${#servers[@]} server log tag lat=$OUT/latency.tsv
-    printf 'round\tserver\tresponses_per_s\tp50_us\tp99_us\tp999_us\ttimeouts\n' >"$lat"
+    local round i n=${#servers[@]} server log tag st0 steal lat=$OUT/latency.tsv
+    printf 'round\tserver\tresponses_per_s\tp50_us\tp99_us\tp999_us\ttimeouts\tsteal_pct\n' >"$lat"
     for ((round = 1; round <= ROUNDS; round++)); do
         for ((i = 0; i < n; i++)); do
             server=${servers[$(((i + round - 1) % n))]}
             start_server "$server" || continue
             tag=latency-$server-$round
             log=$OUT/logs/$tag.log
+            st0=$(steal_snapshot)
             taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" --rate "$RATE" \
                 --duration "$DURATION" --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" \
                 >"$log" 2>&1 || true
+            steal=$(steal_percent "$st0" "$(steal_snapshot)")
             stop_pid "$SERVER_PID"
             kv() { grep -o "\b$1=[^ ]*" "$log" | head -1 | cut -d= -f2; }
             if [[ -z $(kv p99_us) ]]; then
                 note "$tag: no figure; see $log"
                 continue
             fi
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv responses_per_sec)" \
-                "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)" >>"$lat"
-            note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s' \
-                "$server" "$round" "$(kv responses_per_sec)" "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)")"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv responses_per_sec)" \
+                "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)" "$steal" >>"$lat"
+            note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%' \
+                "$server" "$round" "$(kv responses_per_sec)" "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)" "$steal")"
         done
     done
     echo
@@ -362,6 +379,7 @@ latency() {
             "$(col 4 | median)" "$(col 4 | sort -g | sed -n '1p;$p' | paste -sd-)" \
             "$(col 5 | median)" "$(col 5 | sort -g | sed -n '1p;$p' | paste -sd-)" "$(col 6 | median)"
     done
+    steal_line "$lat" 8
 }
 
 # ---------------------------------------------------------------- memory mode
