@@ -281,7 +281,8 @@ fn torrents_that_leave_the_allow_list_are_purged() {
     let edit = with_list(&dir, AccessMode::Allow, &[hash(1), hash(2)]);
     let t = tracker_with(|c| {
         edit(c);
-        c.swarm.cleaning_interval = swarmd::config::Positive(1);
+        // No pass of its own for an hour: the reload must start one.
+        c.swarm.cleaning_interval = swarmd::config::Positive(3600);
         c.workers.swarm_workers = 2.try_into().unwrap();
     });
     let addr = t.udp_addrs()[0];

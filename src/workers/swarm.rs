@@ -82,11 +82,15 @@ impl<X: PeerData> SwarmWorker<X> {
             .swarms
             .set_filter(self.access.load().filter());
         loop {
-            // While a pass runs, come back soon even without requests.
+            // While a pass runs, come back soon even without requests; and
+            // at least once a second to see new access lists (with inline
+            // dispatch no batch ever wakes this thread).
             let wait = if cleaning {
                 Duration::from_millis(2)
             } else {
-                next_pass.saturating_duration_since(Instant::now())
+                next_pass
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_secs(1))
             };
             select! {
                 recv(self.requests) -> batch => match batch {
