@@ -209,16 +209,6 @@ impl DenseIndex {
         }
     }
 
-    /// Forgets everything and files positions `0..hashes.len()` anew.
-    pub fn rebuild(&mut self, hashes: impl ExactSizeIterator<Item = u64>) {
-        self.slots = vec![EMPTY; slots_for(hashes.len())].into_boxed_slice();
-        self.len = 0;
-        for (pos, h) in hashes.enumerate() {
-            self.put(slot(h, pos));
-            self.len += 1;
-        }
-    }
-
     /// Gives memory back when the table is far larger than it needs to be.
     pub fn shrink(&mut self) {
         if self.slots.len() > 64 && self.len < self.capacity() / 4 {
@@ -305,17 +295,22 @@ mod tests {
     }
 
     #[test]
-    fn rebuild_files_every_position() {
+    fn grows_and_finds_every_position() {
         let hashes: Vec<u64> = (0..1000u64).map(|i| i * 7).collect();
         let mut index = DenseIndex::default();
-        index.insert(5, 0);
-        index.rebuild(hashes.iter().copied());
+        for (pos, &h) in hashes.iter().enumerate() {
+            index.insert(h, pos);
+        }
         assert_eq!(index.len(), 1000);
         for (pos, &h) in hashes.iter().enumerate() {
             assert_eq!(index.find(h, |p| p == pos), Some(pos));
             assert_eq!(index.candidate(h), Some(pos));
         }
         assert!(index.capacity() >= 1000);
+        assert!(
+            index.heap_bytes() <= 2048 * 8,
+            "at most twice the slots needed"
+        );
     }
 
     #[test]
