@@ -1,4 +1,4 @@
-//! The swarm state of one swarm worker: which peers each torrent has, the
+//! The swarm state of one shard: which peers each torrent has, the
 //! announce and scrape operations on them, and the cleaning of expired peers.
 //! Nothing here knows about sockets or wire formats beyond the compact peer
 //! form (BEP 23/7), which is also how peers are stored.
@@ -8,7 +8,8 @@
 //!   cleaner can walk them from a cursor a slice at a time.
 //! - A torrent's IPv4 peers sit inline in the torrent while there are at most
 //!   two of them (most torrents), and in a heap vector after that; a hash
-//!   index is added only once a swarm is larger than [`INDEX_FROM`]. IPv6
+//!   index ([`PeerIndex`]) is added only once a swarm is larger than
+//!   [`INDEX_FROM`]. IPv6
 //!   peers, rarer, are behind a box allocated on the first one.
 //! - Each peer is its compact wire address (6 or 18 bytes: IP then port, big
 //!   endian) and a 4-byte expiry, with alignment 1: 10 or 22 bytes.
