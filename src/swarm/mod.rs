@@ -9,8 +9,8 @@
 //! - A torrent's IPv4 peers sit inline in the torrent while there are at most
 //!   two of them (most torrents), and in a heap vector after that; a hash
 //!   index ([`PeerIndex`]) is added only once a swarm is larger than
-//!   [`INDEX_FROM`]. IPv6
-//!   peers, rarer, are behind a box allocated on the first one.
+//!   [`INDEX_FROM`]. IPv6 peers, rarer, are behind a box allocated on the
+//!   first one.
 //! - Each peer is its compact wire address (6 or 18 bytes: IP then port, big
 //!   endian) and a 4-byte expiry, with alignment 1: 10 or 22 bytes.
 //! - Leechers come first in the vector, seeders after them. A seeder is
