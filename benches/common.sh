@@ -72,6 +72,9 @@ cpu_ticks() {
     awk '{print $12 + $13}' <<<"$rest"
 }
 
+# kv LOG KEY: the value of the first KEY=value in LOG (swarmd-load's summary).
+kv() { grep -o "\b$2=[^ ]*" "$1" | head -1 | cut -d= -f2; }
+
 # steal_snapshot: "steal total" ticks over all CPUs, from /proc/stat. The
 # hypervisor's share of a window is (steal1 - steal0) / (total1 - total0):
 # runs with much of it measured the host's other guests as well.

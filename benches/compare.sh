@@ -256,11 +256,10 @@ run_load() {
     wait "$load_pid" || rc=$?
     case $load in
     swarmd-load)
-        kv() { grep -o "\b$1=[^ ]*" "$log" | head -1 | cut -d= -f2; }
-        rps=$(kv responses_per_sec)
-        p99=$(kv p99_us)
-        invalid=$(kv invalid)
-        timeouts=$(kv timeouts)
+        rps=$(kv "$log" responses_per_sec)
+        p99=$(kv "$log" p99_us)
+        invalid=$(kv "$log" invalid)
+        timeouts=$(kv "$log" timeouts)
         ;;
     aquatic)
         rps=$(awk '/^Average responses per second/ {print $NF}' "$log")
@@ -357,15 +356,14 @@ latency() {
                 >"$log" 2>&1 || true
             steal=$(steal_percent "$st0" "$(steal_snapshot)")
             stop_pid "$SERVER_PID"
-            kv() { grep -o "\b$1=[^ ]*" "$log" | head -1 | cut -d= -f2; }
-            if [[ -z $(kv p99_us) ]]; then
+            if [[ -z $(kv "$log" p99_us) ]]; then
                 note "$tag: no figure; see $log"
                 continue
             fi
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv responses_per_sec)" \
-                "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)" "$steal" >>"$lat"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv "$log" responses_per_sec)" \
+                "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal" >>"$lat"
             note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%' \
-                "$server" "$round" "$(kv responses_per_sec)" "$(kv p50_us)" "$(kv p99_us)" "$(kv p999_us)" "$(kv timeouts)" "$steal")"
+                "$server" "$round" "$(kv "$log" responses_per_sec)" "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal")"
         done
     done
     echo

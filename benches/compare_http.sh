@@ -265,12 +265,11 @@ run_load() {
     wait "$load_pid" || rc=$?
     case $load in
     swarmd-load)
-        kv() { grep -o "\b$1=[^ ]*" "$log" | head -1 | cut -d= -f2; }
-        rps=$(kv responses_per_sec)
-        p99=$(kv p99_us)
-        errors=$(kv errors)
-        invalid=$(kv invalid)
-        reconnects=$(kv reconnects)
+        rps=$(kv "$log" responses_per_sec)
+        p99=$(kv "$log" p99_us)
+        errors=$(kv "$log" errors)
+        invalid=$(kv "$log" invalid)
+        reconnects=$(kv "$log" reconnects)
         ;;
     aquatic)
         # Its "responses" include failure answers; those are counted apart.

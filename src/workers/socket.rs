@@ -332,9 +332,8 @@ impl SocketWorker {
                     self.id
                 ),
             }
-            // Out of the poll, nothing reports new datagrams: look.
-            entry.readable = true;
         }
+        // From now on `work` looks at every socket each turn.
         self.udp_in_poll = false;
     }
 
