@@ -118,7 +118,8 @@ fn many_torrents(c: &mut Criterion) {
                     })
                     .collect();
                 if prefetch {
-                    let hashes: Vec<_> = batch.iter().map(|a| a.info_hash).collect();
+                    let hashes: Vec<_> =
+                        batch.iter().map(|a| (a.info_hash, Some(a.addr))).collect();
                     s.prefetch(&hashes);
                 }
                 for a in &batch {

@@ -228,8 +228,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             });
         } else if self.peers.len() > INDEX_FROM {
             let mut index = PeerIndex::with_capacity(self.peers.len() * 2);
-            let peers = &self.peers;
-            index.rebuild(peers.iter().map(|p| hasher.hash_one(p.addr)));
+            index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
             self.index = Some(Box::new(index));
         }
     }
@@ -255,7 +254,10 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
 
     fn remove(&mut self, pos: usize, hasher: &ahash::RandomState) {
         if let Some(index) = &mut self.index {
-            index.remove(hasher.hash_one(self.peers[pos].addr), pos);
+            let peers = &self.peers;
+            index.remove(hasher.hash_one(peers[pos].addr), pos, |p| {
+                hasher.hash_one(peers[p].addr)
+            });
         }
         let last = self.peers.len() - 1;
         if pos < self.leechers as usize {
@@ -473,6 +475,9 @@ pub struct Swarms<X = NoPeerIds> {
     filter: Option<TorrentFilter>,
     /// Torrents and peers purged by `filter`, since the start.
     purged: (u64, u64),
+    /// Scratch for [`Swarms::prefetch`]: the torrent position each request
+    /// probably has.
+    candidates: Vec<u32>,
 }
 
 /// Which torrents may stay in memory; the cleaning pass purges the others.
@@ -530,6 +535,7 @@ impl<X: PeerData> Swarms<X> {
             top_len: 100,
             filter: None,
             purged: (0, 0),
+            candidates: Vec::new(),
         }
     }
 
@@ -588,29 +594,57 @@ impl<X: PeerData> Swarms<X> {
         &self.config
     }
 
-    /// Starts loading what an announce or scrape for `info_hash` will read.
+    /// Starts loading what the announces and scrapes of a batch will read.
     ///
     /// Why: with a million torrents, finding one is two cache misses (the
     /// index, then the torrent), and they dominate an announce. Called for
     /// every request of a batch before any is handled, the misses of
     /// different requests overlap instead of coming one after another.
     ///
-    /// In two passes, so that nothing waits: the first starts loading every
-    /// index slot, the second reads them (by then in cache, or on their way)
-    /// and starts loading the torrents they point at, without comparing keys
-    /// (see [`DenseIndex::candidate`]).
-    pub fn prefetch(&self, info_hashes: &[InfoHash]) {
-        for h in info_hashes {
+    /// In passes, so that nothing waits on what it just asked for: the
+    /// first starts loading every index slot; the second reads them (by then
+    /// in cache, or on their way) and starts loading the torrents they point
+    /// at, without comparing keys (see [`DenseIndex::candidate`]); for an
+    /// announce (a request with an address), the third starts loading the
+    /// swarm's peer vector or, in a large swarm, its index, and the fourth
+    /// the index slot where the lookup of the announcing peer begins.
+    pub fn prefetch(&mut self, requests: &[(InfoHash, Option<PeerAddr>)]) {
+        for (h, _) in requests {
             self.index.prefetch(self.hasher.hash_one(h));
         }
-        for h in info_hashes {
-            if let Some(pos) = self.index.candidate(self.hasher.hash_one(h)) {
-                if let Some(entry) = self.torrents.get(pos) {
-                    crate::sys::prefetch(entry);
-                    crate::sys::prefetch(
-                        (entry as *const (InfoHash, Torrent<X>)).wrapping_byte_add(64),
-                    );
-                }
+        self.candidates.clear();
+        for (h, _) in requests {
+            let pos = self.index.candidate(self.hasher.hash_one(h));
+            if let Some(entry) = pos.and_then(|pos| self.torrents.get(pos)) {
+                crate::sys::prefetch(entry);
+                crate::sys::prefetch(
+                    (entry as *const (InfoHash, Torrent<X>)).wrapping_byte_add(64),
+                );
+            }
+            self.candidates.push(pos.map_or(u32::MAX, |p| p as u32));
+        }
+        let v4_sets = || {
+            requests
+                .iter()
+                .zip(&self.candidates)
+                .filter_map(|((_, addr), &pos)| match addr {
+                    Some(PeerAddr::V4(a)) => {
+                        let set = &self.torrents.get(pos as usize)?.1.v4;
+                        Some((set, a))
+                    }
+                    _ => None,
+                })
+        };
+        for (set, _) in v4_sets() {
+            match &set.index {
+                Some(index) => crate::sys::prefetch(&**index),
+                None if set.peers.spilled() => crate::sys::prefetch(set.peers.as_ptr()),
+                None => {}
+            }
+        }
+        for (set, addr) in v4_sets() {
+            if let Some(index) = &set.index {
+                index.prefetch(self.hasher.hash_one(addr));
             }
         }
     }

@@ -34,8 +34,9 @@ pub struct Shard<X: PeerData = NoPeerIds> {
     pub started: Instant,
     /// Last totals per peer, for per-passkey deltas.
     pub ledger: Ledger,
-    /// The info hashes of the batch being handled (a reused buffer).
-    pub hashes: Vec<InfoHash>,
+    /// The info hashes of the batch being handled, and the address of each
+    /// announce (a reused buffer).
+    pub hashes: Vec<(InfoHash, Option<crate::swarm::PeerAddr>)>,
 }
 
 /// A shard that socket workers handle batches against themselves, under its
@@ -189,9 +190,11 @@ impl<X: PeerData> Shard<X> {
         self.hashes.clear();
         for request in requests.iter() {
             match request {
-                SwarmRequest::Announce { announce, .. } => self.hashes.push(announce.info_hash),
+                SwarmRequest::Announce { announce, .. } => {
+                    self.hashes.push((announce.info_hash, Some(announce.addr)))
+                }
                 SwarmRequest::ScrapePart { hashes, .. } => {
-                    self.hashes.extend(hashes.iter().map(|(_, h)| *h))
+                    self.hashes.extend(hashes.iter().map(|(_, h)| (*h, None)))
                 }
             }
         }
