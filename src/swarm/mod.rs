@@ -8,8 +8,8 @@
 //!   cleaner can walk them from a cursor a slice at a time.
 //! - A torrent's IPv4 peers sit inline in the torrent while there are at most
 //!   two of them (most torrents), and in a heap vector after that; a hash
-//!   index ([`PeerIndex`]) is added only once a swarm is larger than
-//!   [`INDEX_FROM`]. IPv6 peers, rarer, are behind a box allocated on the
+//!   index ([`PeerIndex`], 4-byte slots of position and hash tag) is added
+//!   only once a swarm is larger than [`INDEX_FROM`]. IPv6 peers, rarer, are behind a box allocated on the
 //!   first one.
 //! - Each peer is its compact wire address (6 or 18 bytes: IP then port, big
 //!   endian) and a 4-byte expiry, with alignment 1: 10 or 22 bytes.
