@@ -204,6 +204,7 @@ impl DenseIndex {
 
     fn resize(&mut self, slots: usize) {
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; slots].into_boxed_slice());
+        crate::sys::huge_pages(self.slots.as_ptr(), self.slots.len());
         for &s in old.iter().filter(|&&s| s != EMPTY) {
             self.put(s);
         }

@@ -252,6 +252,40 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
         }
     }
 
+    /// Swaps the elements at `a` and `b`.
+    fn swap(&mut self, a: usize, b: usize, hasher: &ahash::RandomState) {
+        if a == b {
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            let (ha, hb) = (
+                hasher.hash_one(self.peers[a].addr),
+                hasher.hash_one(self.peers[b].addr),
+            );
+            index.swap(ha, a, hb, b);
+        }
+        self.peers.swap(a, b);
+    }
+
+    /// Turns the leecher at `pos` into a seeder or the other way round, by
+    /// moving it across the border between the two; returns where it went.
+    /// One swap: a peer that completes, or a client that reports its state
+    /// differently from one announce to the next, moves nothing else.
+    fn flip(&mut self, pos: usize, hasher: &ahash::RandomState) -> usize {
+        let leechers = self.leechers as usize;
+        if pos < leechers {
+            // The last leecher takes its place; it becomes the first seeder.
+            self.swap(pos, leechers - 1, hasher);
+            self.leechers -= 1;
+            leechers - 1
+        } else {
+            // The first seeder takes its place; it becomes the last leecher.
+            self.swap(pos, leechers, hasher);
+            self.leechers += 1;
+            leechers
+        }
+    }
+
     fn remove(&mut self, pos: usize, hasher: &ahash::RandomState) {
         if let Some(index) = &mut self.index {
             let peers = &self.peers;
@@ -367,15 +401,13 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             (Some(pos), _) => {
                 let was_seeder = pos >= self.leechers as usize;
                 completed = event == AnnounceEvent::Completed && !was_seeder;
+                // A restarted client keeps its address but may pick a new
+                // peer id.
+                self.peers[pos] = peer;
                 if was_seeder == seeder {
-                    // A restarted client keeps its address but may pick a
-                    // new peer id.
-                    self.peers[pos] = peer;
                     Some(pos)
                 } else {
-                    self.remove(pos, hasher);
-                    self.insert(peer, seeder, hasher);
-                    self.find(&addr, hasher)
+                    Some(self.flip(pos, hasher))
                 }
             }
             (None, _) => {
@@ -658,6 +690,10 @@ impl<X: PeerData> Swarms<X> {
 
     fn insert_torrent(&mut self, info_hash: InfoHash) -> usize {
         let pos = self.torrents.len();
+        if pos == self.torrents.capacity() {
+            self.torrents.reserve(1);
+            crate::sys::huge_pages(self.torrents.as_ptr(), self.torrents.capacity());
+        }
         self.torrents.push((info_hash, Torrent::default()));
         self.index.insert(self.hasher.hash_one(info_hash), pos);
         pos

@@ -108,13 +108,14 @@ impl PeerIndex {
     #[inline]
     fn slot_of(&self, hash: u64, pos: usize) -> Option<usize> {
         let mask = self.mask();
+        let wanted = self.tag(hash) | (pos as u32 + 1);
         let mut i = self.home(hash);
         loop {
             let s = self.slots[i];
             if s == EMPTY {
                 return None;
             }
-            if self.position(s) == pos {
+            if s == wanted {
                 return Some(i);
             }
             i = (i + 1) & mask;
@@ -174,14 +175,27 @@ impl PeerIndex {
     /// The element filed under `hash` moved from `from` to `to`.
     #[inline]
     pub fn relocate(&mut self, hash: u64, from: usize, to: usize) {
+        // The table is always longer than the vector, so a position fits
+        // its bits.
+        debug_assert!(to < self.mask());
         if to >= self.mask() {
-            // Not expected (the table is larger than the vector), but a
-            // position must fit its bits.
             return;
         }
         if let Some(i) = self.slot_of(hash, from) {
             let mask = self.mask() as u32;
             self.slots[i] = (self.slots[i] & !mask) | (to as u32 + 1);
+        }
+    }
+
+    /// The elements filed under `hash_a` at `a` and under `hash_b` at `b`
+    /// swapped places.
+    #[inline]
+    pub fn swap(&mut self, hash_a: u64, a: usize, hash_b: u64, b: usize) {
+        if let (Some(i), Some(j)) = (self.slot_of(hash_a, a), self.slot_of(hash_b, b)) {
+            let mask = self.mask() as u32;
+            let (si, sj) = (self.slots[i], self.slots[j]);
+            self.slots[i] = (si & !mask) | (sj & mask);
+            self.slots[j] = (sj & !mask) | (si & mask);
         }
     }
 
@@ -280,6 +294,17 @@ mod tests {
             self.index.shrink(|p| h(keys[p]));
         }
 
+        /// Swaps `k` with the first key, as the swarm swaps a peer across
+        /// the leecher/seeder border.
+        fn swap_first(&mut self, k: u64) {
+            let (Some(pos), Some(&first)) = (self.find(k), self.keys.first()) else {
+                return;
+            };
+            let h = self.hash;
+            self.index.swap(h(k), pos, h(first), 0);
+            self.keys.swap(pos, 0);
+        }
+
         fn check(&self) {
             assert_eq!(self.index.len(), self.keys.len());
             for (i, &k) in self.keys.iter().enumerate() {
@@ -291,10 +316,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn agrees_with_the_vector(ops in proptest::collection::vec((any::<bool>(), 0u64..400), 0..3000)) {
+        fn agrees_with_the_vector(ops in proptest::collection::vec((0u8..5, 0u64..400), 0..3000)) {
             let mut m = Model { keys: Vec::new(), index: PeerIndex::default(), hash: weak };
-            for (i, (add, k)) in ops.into_iter().enumerate() {
-                if add { m.insert(k) } else { m.remove(k) }
+            for (i, (op, k)) in ops.into_iter().enumerate() {
+                match op {
+                    0 | 1 => m.insert(k),
+                    2 | 3 => m.remove(k),
+                    _ => m.swap_first(k),
+                }
                 if i % 97 == 0 { m.check() }
                 prop_assert_eq!(m.find(1000), None);
             }
