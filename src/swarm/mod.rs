@@ -9,8 +9,8 @@
 //! - A torrent's IPv4 peers sit inline in the torrent while there are at most
 //!   two of them (most torrents), and in a heap vector after that; a hash
 //!   index ([`PeerIndex`], 4-byte slots of position and hash tag) is added
-//!   only once a swarm is larger than [`INDEX_FROM`]. IPv6 peers, rarer, are behind a box allocated on the
-//!   first one.
+//!   only once a swarm is larger than [`INDEX_FROM`]. IPv6 peers, rarer,
+//!   are behind a box allocated on the first one.
 //! - Each peer is its compact wire address (6 or 18 bytes: IP then port, big
 //!   endian) and a 4-byte expiry, with alignment 1: 10 or 22 bytes.
 //! - Leechers come first in the vector, seeders after them. A seeder is
@@ -637,9 +637,11 @@ impl<X: PeerData> Swarms<X> {
     /// first starts loading every index slot; the second reads them (by then
     /// in cache, or on their way) and starts loading the torrents they point
     /// at, without comparing keys (see [`DenseIndex::candidate`]); for an
-    /// announce (a request with an address), the third starts loading the
-    /// swarm's peer vector or, in a large swarm, its index, and the fourth
-    /// the index slot where the lookup of the announcing peer begins.
+    /// IPv4 announce (a request with an address), the third starts loading
+    /// the swarm's peer vector or, in a large swarm, its index, and the
+    /// fourth the index slot where the lookup of the announcing peer begins.
+    /// (IPv6 sets sit behind one more pointer, and are rarer: not
+    /// prefetched.)
     pub fn prefetch(&mut self, requests: &[(InfoHash, Option<PeerAddr>)]) {
         for (h, _) in requests {
             self.index.prefetch(self.hasher.hash_one(h));
