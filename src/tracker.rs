@@ -325,7 +325,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                     stats: stats.clone(),
                     started,
                     ledger: Ledger::new(config.swarm.peer_timeout.get()),
-                    hashes: Vec::new(),
+                    lookups: Vec::new(),
                 }));
                 if config.workers.dispatch == Dispatch::Inline {
                     inline.push(shard.clone());

@@ -27,6 +27,12 @@ const EMPTY: u32 = 0;
 /// The smallest table: an index exists only past `INDEX_FROM` peers.
 const MIN_SLOTS: usize = 64;
 
+/// The position a used slot of a table with `mask` holds.
+#[inline]
+fn position(slot: u32, mask: usize) -> usize {
+    (slot & mask as u32) as usize - 1
+}
+
 /// Slots needed for `n` elements at most 3/4 full.
 fn slots_for(n: usize) -> usize {
     (n * 4 / 3 + 1).next_power_of_two().max(MIN_SLOTS)
@@ -37,12 +43,6 @@ pub struct PeerIndex {
     /// A power of two long, at least `MIN_SLOTS`.
     slots: Box<[u32]>,
     len: usize,
-}
-
-impl Default for PeerIndex {
-    fn default() -> Self {
-        PeerIndex::with_capacity(0)
-    }
 }
 
 impl PeerIndex {
@@ -70,9 +70,18 @@ impl PeerIndex {
         hash as usize & self.mask()
     }
 
+    /// The slot value for `pos` filed under `hash`.
+    #[inline]
+    fn entry(&self, hash: u64, pos: usize) -> u32 {
+        // The table is always longer than the vector, so `pos + 1` fits
+        // the position bits.
+        debug_assert!(pos < self.mask());
+        self.tag(hash) | (pos as u32 + 1)
+    }
+
     #[inline]
     fn position(&self, slot: u32) -> usize {
-        (slot & self.mask() as u32) as usize - 1
+        position(slot, self.mask())
     }
 
     /// Starts loading the slot where a lookup of `hash` begins.
@@ -108,7 +117,7 @@ impl PeerIndex {
     #[inline]
     fn slot_of(&self, hash: u64, pos: usize) -> Option<usize> {
         let mask = self.mask();
-        let wanted = self.tag(hash) | (pos as u32 + 1);
+        let wanted = self.entry(hash, pos);
         let mut i = self.home(hash);
         loop {
             let s = self.slots[i];
@@ -125,9 +134,8 @@ impl PeerIndex {
     /// Puts an entry for `pos` in the first free slot from `hash`'s home.
     #[inline]
     fn place(&mut self, hash: u64, pos: usize) {
-        debug_assert!(pos < self.mask());
         let mask = self.mask();
-        let value = self.tag(hash) | (pos as u32 + 1);
+        let value = self.entry(hash, pos);
         let mut i = self.home(hash);
         while self.slots[i] != EMPTY {
             i = (i + 1) & mask;
@@ -139,8 +147,8 @@ impl PeerIndex {
     /// position, for when the table grows.
     #[inline]
     pub fn insert(&mut self, hash: u64, pos: usize, rehash: impl Fn(usize) -> u64) {
-        if (self.len + 1) * 4 > self.slots.len() * 3 || pos >= self.mask() {
-            self.resize(slots_for((self.len + 1).max(pos + 1)), &rehash);
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.resize(slots_for(self.len + 1), &rehash);
         }
         self.place(hash, pos);
         self.len += 1;
@@ -175,15 +183,8 @@ impl PeerIndex {
     /// The element filed under `hash` moved from `from` to `to`.
     #[inline]
     pub fn relocate(&mut self, hash: u64, from: usize, to: usize) {
-        // The table is always longer than the vector, so a position fits
-        // its bits.
-        debug_assert!(to < self.mask());
-        if to >= self.mask() {
-            return;
-        }
         if let Some(i) = self.slot_of(hash, from) {
-            let mask = self.mask() as u32;
-            self.slots[i] = (self.slots[i] & !mask) | (to as u32 + 1);
+            self.slots[i] = self.entry(hash, to);
         }
     }
 
@@ -192,10 +193,8 @@ impl PeerIndex {
     #[inline]
     pub fn swap(&mut self, hash_a: u64, a: usize, hash_b: u64, b: usize) {
         if let (Some(i), Some(j)) = (self.slot_of(hash_a, a), self.slot_of(hash_b, b)) {
-            let mask = self.mask() as u32;
-            let (si, sj) = (self.slots[i], self.slots[j]);
-            self.slots[i] = (si & !mask) | (sj & mask);
-            self.slots[j] = (sj & !mask) | (si & mask);
+            self.slots[i] = self.entry(hash_a, b);
+            self.slots[j] = self.entry(hash_b, a);
         }
     }
 
@@ -214,9 +213,8 @@ impl PeerIndex {
     /// Moves every entry into a table of `slots` slots.
     fn resize(&mut self, slots: usize, rehash: &impl Fn(usize) -> u64) {
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; slots].into_boxed_slice());
-        let old_mask = old.len() as u32 - 1;
         for &s in old.iter().filter(|&&s| s != EMPTY) {
-            let pos = (s & old_mask) as usize - 1;
+            let pos = position(s, old.len() - 1);
             self.place(rehash(pos), pos);
         }
     }
@@ -260,10 +258,11 @@ mod tests {
         k.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
-    /// A weak hash on purpose: 64 home slots and 2 tag bits, so that probe
-    /// runs are long and wrap, and tags match wrong keys.
+    /// A weak hash on purpose: 64 home slots and 2 tag bits (the top two,
+    /// above the position bits of any table here), so that probe runs are
+    /// long and wrap, and tags both tell keys apart and match wrong ones.
     fn weak(k: u64) -> u64 {
-        good(k) & 0x0000_0003_0000_003f
+        good(k) & 0xc000_0000_0000_003f
     }
 
     impl Model {
@@ -317,7 +316,7 @@ mod tests {
     proptest! {
         #[test]
         fn agrees_with_the_vector(ops in proptest::collection::vec((0u8..5, 0u64..400), 0..3000)) {
-            let mut m = Model { keys: Vec::new(), index: PeerIndex::default(), hash: weak };
+            let mut m = Model { keys: Vec::new(), index: PeerIndex::with_capacity(0), hash: weak };
             for (i, (op, k)) in ops.into_iter().enumerate() {
                 match op {
                     0 | 1 => m.insert(k),
@@ -338,7 +337,7 @@ mod tests {
     fn grows_and_shrinks() {
         let mut m = Model {
             keys: Vec::new(),
-            index: PeerIndex::default(),
+            index: PeerIndex::with_capacity(0),
             hash: good,
         };
         for k in 0..10_000 {

@@ -34,9 +34,9 @@ pub struct Shard<X: PeerData = NoPeerIds> {
     pub started: Instant,
     /// Last totals per peer, for per-passkey deltas.
     pub ledger: Ledger,
-    /// The info hashes of the batch being handled, and the address of each
-    /// announce (a reused buffer).
-    pub hashes: Vec<(InfoHash, Option<crate::swarm::PeerAddr>)>,
+    /// What the batch being handled looks up: each info hash, with the
+    /// address of the announcing peer (a reused buffer).
+    pub lookups: Vec<(InfoHash, Option<crate::swarm::PeerAddr>)>,
 }
 
 /// A shard that socket workers handle batches against themselves, under its
@@ -187,18 +187,18 @@ impl<X: PeerData> Shard<X> {
         // Start every lookup's cache misses before handling any request:
         // they then overlap (twice the announces per second with a million
         // torrents; `cargo bench --bench swarm -- "batch of 64"`).
-        self.hashes.clear();
+        self.lookups.clear();
         for request in requests.iter() {
             match request {
                 SwarmRequest::Announce { announce, .. } => {
-                    self.hashes.push((announce.info_hash, Some(announce.addr)))
+                    self.lookups.push((announce.info_hash, Some(announce.addr)))
                 }
                 SwarmRequest::ScrapePart { hashes, .. } => {
-                    self.hashes.extend(hashes.iter().map(|(_, h)| (*h, None)))
+                    self.lookups.extend(hashes.iter().map(|(_, h)| (*h, None)))
                 }
             }
         }
-        self.swarms.prefetch(&self.hashes);
+        self.swarms.prefetch(&self.lookups);
         for request in requests.drain(..) {
             match request {
                 SwarmRequest::Announce {
