@@ -1,7 +1,9 @@
 # benches/common.sh: what the comparison scripts share: stopping the
 # processes they start (on any exit), sleeping so that a signal is handled
-# at once, and building the binaries. Sourced, not run; expects WORK, ROOT,
-# BUILD, SERVERS, LOADGEN, note() and die() to be set.
+# at once, building the binaries, and the readings taken around each run
+# (CPU time, steal, where the two CPUs sit). Sourced, not run; expects WORK,
+# ROOT, BUILD, SERVERS, LOADGEN, note() and die() to be set, and SERVER_CPU,
+# LOAD_CPU and NEAR_NS for cores_ns and cores_state.
 
 PIDS=()
 
@@ -74,6 +76,30 @@ cpu_ticks() {
 
 # kv LOG KEY: the value of the first KEY=value in LOG (swarmd-load's summary).
 kv() { grep -o "\b$2=[^ ]*" "$1" | head -1 | cut -d= -f2; }
+
+# cores_ns: the cache-line round trip between SERVER_CPU and LOAD_CPU (see
+# `swarmd-load cores`), in ns, or "-". On a VM it tells where the host has put
+# the two virtual CPUs right now.
+cores_ns() {
+    local v
+    v=$("$LOADGEN" cores --cpus "$SERVER_CPU,$LOAD_CPU" 2>/dev/null | grep -o 'round_trip_ns=[0-9]*' | cut -d= -f2)
+    echo "${v:--}"
+}
+
+# cores_state NS_BEFORE NS_AFTER: "near" when both round trips are below
+# NEAR_NS, "far" when both are at or above it, "mixed" when the host moved a
+# CPU during the run (or a figure is missing).
+cores_state() {
+    if [[ $1 == - || $2 == - ]]; then
+        echo mixed
+    elif (($1 < NEAR_NS && $2 < NEAR_NS)); then
+        echo near
+    elif (($1 >= NEAR_NS && $2 >= NEAR_NS)); then
+        echo far
+    else
+        echo mixed
+    fi
+}
 
 # steal_snapshot: "steal total" ticks over all CPUs, from /proc/stat. The
 # hypervisor's share of a window is (steal1 - steal0) / (total1 - total0):

@@ -21,6 +21,8 @@
 #   RATE=100000                           requests/s offered in latency mode
 #   MEM_TORRENTS=1000000 MEM_PEERS=5000000 MEM_TIMEOUT=900
 #   SERVER_CPU=0 LOAD_CPU=1  PORT=47000 (first port; one new port per run)
+#   NEAR_NS=200                           cache-line round trip between the
+#                                         two CPUs below which they are "near"
 #   OUT=DIR   where logs and results.tsv go (default: a new /tmp directory)
 #   BUILD=1   build swarmd and swarmd-load (release) first; 0 to skip
 #
@@ -33,6 +35,15 @@
 #                                              both load generators use)
 #
 # Every process the script starts is stopped when it exits, however it exits.
+#
+# Where the CPUs sit: on a VM the host may move the two virtual CPUs, e.g.
+# from two threads of one core to two cores far apart, and every server then
+# answers ~30 % less per CPU-second, since each datagram crosses from one CPU
+# to the other. Before and after every run the script measures the round trip
+# of a cache line between SERVER_CPU and LOAD_CPU (`swarmd-load cores`) and
+# files the run as near, far or mixed (moved during the run). The tables give
+# all runs, then the runs of each state apart, with ratios within the state;
+# mixed runs are only in the first.
 
 set -euo pipefail
 
@@ -54,6 +65,7 @@ MEM_TIMEOUT=${MEM_TIMEOUT:-900}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-47000}
+NEAR_NS=${NEAR_NS:-200}
 BUILD=${BUILD:-1}
 WARMUP=$((DURATION - SUMMARIZE))
 CLK_TCK=$(getconf CLK_TCK)
@@ -71,6 +83,7 @@ if [[ " $LOADS " == *" aquatic "* ]] && ((DURATION < 10)); then
 fi
 case $MODE in throughput | memory | latency | all) ;; *) die "MODE must be throughput, memory, latency or all" ;; esac
 [[ $RATE =~ ^[0-9]+$ && $RATE -ge 1 ]] || die "RATE must be a positive number"
+[[ $NEAR_NS =~ ^[0-9]+$ && $NEAR_NS -ge 1 ]] || die "NEAR_NS must be a positive number"
 
 # anyhow captures a backtrace for every error when this is set, which slows
 # Rust servers down (see shared/BENCHMARKING.md).
@@ -202,6 +215,8 @@ run_load() {
     local addr=127.0.0.1:$SERVER_PORT tag=$server-$load-$round
     local log=$OUT/logs/$tag.log
     local rps p99="-" invalid timeouts load_pid c0 c1 st0 steal rc=0 i window=$SUMMARIZE
+    local near0 near1 state
+    near0=$(cores_ns)
     case $load in
     swarmd-load)
         taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "$addr" --duration "$DURATION" \
@@ -254,6 +269,8 @@ run_load() {
     c1=$(cpu_ticks "$SERVER_PID")
     steal=$(steal_percent "$st0" "$(steal_snapshot)")
     wait "$load_pid" || rc=$?
+    near1=$(cores_ns)
+    state=$(cores_state "$near0" "$near1")
     case $load in
     swarmd-load)
         rps=$(kv "$log" responses_per_sec)
@@ -275,10 +292,10 @@ run_load() {
     cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
     per_cpu=$(awk -v r="$rps" -v s="$window" -v c="$cpu" \
         'BEGIN {if (c > 0) printf "%.0f", r * s / c; else print "-"}')
-    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$load" "$rps" "$cpu" \
-        "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal" >>"$RESULTS"
-    note "$(printf '%-12s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s, steal %s%%' \
-        "$server" "$load" "$round" "$rps" "$cpu" "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal")"
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$load" "$rps" "$cpu" \
+        "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal" "$near0" "$near1" "$state" >>"$RESULTS"
+    note "$(printf '%-12s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
+        "$server" "$load" "$round" "$rps" "$cpu" "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal" "$state" "$near0" "$near1")"
 }
 
 median() {
@@ -287,7 +304,7 @@ median() {
 }
 
 throughput() {
-    printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\tsteal_pct\n' >"$RESULTS"
+    printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\tsteal_pct\tcores_ns_before\tcores_ns_after\tcpus\n' >"$RESULTS"
     local round i n=${#servers[@]} server load
     for ((round = 1; round <= ROUNDS; round++)); do
         # Rotate the order each round so no server always runs first.
@@ -306,23 +323,46 @@ throughput() {
     echo
     echo "UDP throughput: medians of $ROUNDS round(s) of ${DURATION} s (last ${SUMMARIZE} s averaged);"
     echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; ratios against $ref with the same load."
-    printf '%-12s %-12s %12s %14s %9s %10s %10s\n' server load "responses/s" "per server-s" "p99 us" \
+    throughput_table "$ref" all
+    local state count
+    for state in near far; do
+        count=$(awk -F'\t' -v st="$state" 'NR > 1 && $13 == st' "$RESULTS" | wc -l)
+        ((count > 0)) || continue
+        echo
+        echo "The runs with the CPUs $state (round trip $( [[ $state == near ]] && echo "below" || echo "at least") ${NEAR_NS} ns before and after), ratios within them:"
+        throughput_table "$ref" "$state"
+    done
+    echo
+    echo "Runs by where the CPUs were: $(awk -F'\t' 'NR > 1 {n[$13]++} END {printf "near %d, far %d, mixed %d", n["near"], n["far"], n["mixed"]}' "$RESULTS")."
+    steal_line "$RESULTS" 10
+}
+
+# throughput_table REF STATE: the medians per server and load over the runs
+# filed as STATE (near, far, or all), with ratios against REF's medians over
+# the same runs. A server with no run in STATE is left out; "n" is the runs.
+throughput_table() {
+    local ref=$1 state=$2
+    printf '%-12s %-12s %3s %12s %14s %9s %10s %10s\n' server load n "responses/s" "per server-s" "p99 us" \
         "x$ref r/s" "x$ref /cpu"
-    local rps per p99 ref_rps ref_per
+    local rps per p99 ref_rps ref_per n
+    pick() {
+        awk -F'\t' -v s="$1" -v l="$2" -v c="$3" -v st="$state" \
+            'NR > 1 && $2 == s && $3 == l && (st == "all" || $13 == st) {print $c}' "$RESULTS"
+    }
     for load in "${loads[@]}"; do
-        ref_rps=$(awk -F'\t' -v s="$ref" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $4}' "$RESULTS" | median)
-        ref_per=$(awk -F'\t' -v s="$ref" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $6}' "$RESULTS" | median)
+        ref_rps=$(pick "$ref" "$load" 4 | median)
+        ref_per=$(pick "$ref" "$load" 6 | median)
         for server in "${servers[@]}"; do
-            rps=$(awk -F'\t' -v s="$server" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $4}' "$RESULTS" | median)
+            rps=$(pick "$server" "$load" 4 | median)
             [[ $rps == "-" ]] && continue
-            per=$(awk -F'\t' -v s="$server" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $6}' "$RESULTS" | median)
-            p99=$(awk -F'\t' -v s="$server" -v l="$load" 'NR > 1 && $2 == s && $3 == l {print $7}' "$RESULTS" | median)
-            printf '%-12s %-12s %12.0f %14s %9s %10s %10s\n' "$server" "$load" "$rps" "$per" "$p99" \
+            n=$(pick "$server" "$load" 4 | wc -l)
+            per=$(pick "$server" "$load" 6 | median)
+            p99=$(pick "$server" "$load" 7 | median)
+            printf '%-12s %-12s %3s %12.0f %14s %9s %10s %10s\n' "$server" "$load" "$n" "$rps" "$per" "$p99" \
                 "$(awk -v a="$rps" -v b="$ref_rps" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')" \
                 "$(awk -v a="$per" -v b="$ref_per" 'BEGIN {if (b > 0 && a != "-") printf "%.2f", a / b; else print "-"}')"
         done
     done
-    steal_line "$RESULTS" 10
 }
 
 # Prints the hypervisor's share of the CPUs over the runs of a results file
@@ -342,42 +382,63 @@ steal_line() {
 # The same load at a fixed offered rate (swarmd-load --rate, which measures
 # latency; aquatic_udp_load_test does not), alternating servers each round.
 latency() {
-    local round i n=${#servers[@]} server log tag st0 steal lat=$OUT/latency.tsv
-    printf 'round\tserver\tresponses_per_s\tp50_us\tp99_us\tp999_us\ttimeouts\tsteal_pct\n' >"$lat"
+    local round i n=${#servers[@]} server log tag st0 steal near0 near1 lat=$OUT/latency.tsv
+    printf 'round\tserver\tresponses_per_s\tp50_us\tp99_us\tp999_us\ttimeouts\tsteal_pct\tcores_ns_before\tcores_ns_after\tcpus\n' >"$lat"
     for ((round = 1; round <= ROUNDS; round++)); do
         for ((i = 0; i < n; i++)); do
             server=${servers[$(((i + round - 1) % n))]}
             start_server "$server" || continue
             tag=latency-$server-$round
             log=$OUT/logs/$tag.log
+            near0=$(cores_ns)
             st0=$(steal_snapshot)
             taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" --rate "$RATE" \
                 --duration "$DURATION" --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" \
                 >"$log" 2>&1 || true
             steal=$(steal_percent "$st0" "$(steal_snapshot)")
+            near1=$(cores_ns)
             stop_pid "$SERVER_PID"
             if [[ -z $(kv "$log" p99_us) ]]; then
                 note "$tag: no figure; see $log"
                 continue
             fi
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv "$log" responses_per_sec)" \
-                "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal" >>"$lat"
-            note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%' \
-                "$server" "$round" "$(kv "$log" responses_per_sec)" "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal")"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv "$log" responses_per_sec)" \
+                "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal" \
+                "$near0" "$near1" "$(cores_state "$near0" "$near1")" >>"$lat"
+            note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
+                "$server" "$round" "$(kv "$log" responses_per_sec)" "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal" \
+                "$(cores_state "$near0" "$near1")" "$near0" "$near1")"
         done
     done
     echo
     echo "UDP latency at $RATE requests/s offered (swarmd-load): medians of $ROUNDS round(s) of ${DURATION} s"
     echo "(last ${SUMMARIZE} s measured), and the range over the rounds."
-    printf '%-12s %12s %10s %16s %10s %16s %9s\n' server "responses/s" "p50 us" "p50 range" "p99 us" "p99 range" "p99.9 us"
+    latency_table "$lat" all
+    local state count
+    for state in near far; do
+        count=$(awk -F'\t' -v st="$state" 'NR > 1 && $11 == st' "$lat" | wc -l)
+        ((count > 0)) || continue
+        echo
+        echo "The rounds with the CPUs $state:"
+        latency_table "$lat" "$state"
+    done
+    echo
+    echo "Rounds by where the CPUs were: $(awk -F'\t' 'NR > 1 {n[$11]++} END {printf "near %d, far %d, mixed %d", n["near"], n["far"], n["mixed"]}' "$lat")."
+    steal_line "$lat" 8
+}
+
+# latency_table FILE STATE: medians and ranges per server over the rounds
+# filed as STATE (near, far, or all).
+latency_table() {
+    local lat=$1 state=$2 server
+    printf '%-12s %3s %12s %10s %16s %10s %16s %9s\n' server n "responses/s" "p50 us" "p50 range" "p99 us" "p99 range" "p99.9 us"
     for server in "${servers[@]}"; do
-        col() { awk -F'\t' -v s="$server" -v c="$1" 'NR > 1 && $2 == s {print $c}' "$lat"; }
+        col() { awk -F'\t' -v s="$server" -v c="$1" -v st="$state" 'NR > 1 && $2 == s && (st == "all" || $11 == st) {print $c}' "$lat"; }
         [[ -z $(col 3) ]] && continue
-        printf '%-12s %12.0f %10s %16s %10s %16s %9s\n' "$server" "$(col 3 | median)" \
+        printf '%-12s %3s %12.0f %10s %16s %10s %16s %9s\n' "$server" "$(col 3 | wc -l)" "$(col 3 | median)" \
             "$(col 4 | median)" "$(col 4 | sort -g | sed -n '1p;$p' | paste -sd-)" \
             "$(col 5 | median)" "$(col 5 | sort -g | sed -n '1p;$p' | paste -sd-)" "$(col 6 | median)"
     done
-    steal_line "$lat" 8
 }
 
 # ---------------------------------------------------------------- memory mode

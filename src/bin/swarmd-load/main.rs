@@ -8,6 +8,7 @@
 mod aquatic;
 mod check;
 mod client;
+mod cores;
 mod http;
 mod http_wire;
 mod model;
@@ -53,6 +54,10 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ping(o) => ping::run(&o),
+        Command::Cores(o) => {
+            cores::run(&o)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Hashes(o) => {
             hashes(&o)?;
             Ok(ExitCode::SUCCESS)

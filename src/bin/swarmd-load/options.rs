@@ -24,6 +24,7 @@ USAGE:
     swarmd-load responder --bind ADDR [--duration SECS]
     swarmd-load hashes [--torrents N] [--seed N | --aquatic-load-test]
     swarmd-load ping --target ADDR [--http] [--torrent N] [--wait SECS]
+    swarmd-load cores [--cpus A,B] [--trips N]
 
 udp (the default): simulate many peers on many torrents against a tracker.
     --target ADDR           tracker address, e.g. 127.0.0.1:6969 or [::1]:6969
@@ -87,6 +88,14 @@ hashes: print the info hashes `udp` uses (hex, one a line), e.g. for a whitelist
     --torrents N            [1000000]
     --seed N                [1]
     --aquatic-load-test     print those of aquatic_udp_load_test 0.9 instead
+
+cores: how long a cache line takes to go from one CPU to another and back,
+with a thread pinned to each (the median of 5 runs of --trips round trips).
+On a VM whose virtual CPUs the host moves about, this tells which state the
+machine is in: benches/compare.sh records it before and after every run.
+Prints `cpus=A,B trips=N round_trip_ns=T`.
+    --cpus A,B              the two CPUs [0,1]
+    --trips N               round trips per run [20000]
 ";
 
 pub enum Command {
@@ -95,6 +104,7 @@ pub enum Command {
     Responder(ResponderOptions),
     Hashes(HashesOptions),
     Ping(PingOptions),
+    Cores(CoresOptions),
     Help,
 }
 
@@ -240,6 +250,12 @@ pub struct PingOptions {
 }
 
 #[derive(Clone, Debug)]
+pub struct CoresOptions {
+    pub cpus: (usize, usize),
+    pub trips: u64,
+}
+
+#[derive(Clone, Debug)]
 pub struct HashesOptions {
     pub torrents: u64,
     pub seed: u64,
@@ -291,7 +307,7 @@ fn seconds(p: &mut lexopt::Parser, name: &str, max: u64) -> Result<Duration> {
 pub fn parse(args: Vec<OsString>) -> Result<Command> {
     let mut args = args.into_iter().peekable();
     let command = match args.peek().and_then(|a| a.to_str()) {
-        Some(c @ ("udp" | "http" | "responder" | "hashes" | "ping" | "help")) => {
+        Some(c @ ("udp" | "http" | "responder" | "hashes" | "ping" | "cores" | "help")) => {
             let c = c.to_owned();
             args.next();
             c
@@ -303,6 +319,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command> {
         "responder" => parse_responder(&mut p),
         "hashes" => parse_hashes(&mut p),
         "ping" => parse_ping(&mut p),
+        "cores" => parse_cores(&mut p),
         "help" => Ok(Command::Help),
         "http" => parse_load(&mut p, Protocol::Http),
         _ => parse_load(&mut p, Protocol::Udp),
@@ -472,6 +489,38 @@ fn parse_ping(p: &mut lexopt::Parser) -> Result<Command> {
     }))
 }
 
+fn parse_cores(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut o = CoresOptions {
+        cpus: (0, 1),
+        trips: 20_000,
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("cpus") => {
+                let v = p.value()?.string()?;
+                let (a, b) = v
+                    .split_once(',')
+                    .ok_or_else(|| anyhow!("--cpus {v}: expected two CPUs, A,B"))?;
+                let cpu = |s: &str| -> Result<usize> {
+                    let n: usize = s
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("--cpus {v}: {s} is not a CPU number"))?;
+                    within("cpus", n, 0, 1023)
+                };
+                o.cpus = (cpu(a)?, cpu(b)?);
+                if o.cpus.0 == o.cpus.1 {
+                    bail!("--cpus {v}: the two CPUs must differ");
+                }
+            }
+            Long("trips") => o.trips = within("trips", number(p, "trips")?, 1, 10_000_000)?,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(Command::Cores(o))
+}
+
 fn parse_hashes(p: &mut lexopt::Parser) -> Result<Command> {
     let mut o = HashesOptions {
         torrents: 1_000_000,
@@ -508,6 +557,21 @@ mod tests {
         assert!(parse(args("--target [::ffff:127.0.0.1]:6969")).is_err());
         assert!(parse(args("responder --bind 0.0.0.0:6969")).is_err());
         assert!(parse(args("--torrents 1")).is_err());
+    }
+
+    #[test]
+    fn cores_takes_two_distinct_cpus() {
+        match parse(args("cores --cpus 2,5 --trips 100")) {
+            Ok(Command::Cores(o)) => {
+                assert_eq!(o.cpus, (2, 5));
+                assert_eq!(o.trips, 100);
+            }
+            _ => panic!("cores --cpus 2,5 should parse"),
+        }
+        assert!(parse(args("cores --cpus 1,1")).is_err());
+        assert!(parse(args("cores --cpus 1")).is_err());
+        assert!(parse(args("cores --cpus 0,x")).is_err());
+        assert!(parse(args("cores --trips 0")).is_err());
     }
 
     #[test]

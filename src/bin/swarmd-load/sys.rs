@@ -2,7 +2,7 @@
 //! connected, non-blocking UDP sockets, so that one system call moves a batch
 //! of datagrams. The generator has to outrun the trackers it measures, and at
 //! 150k+ datagrams a second a system call per datagram would make it the
-//! bottleneck.
+//! bottleneck. Also `sched_setaffinity`, to pin the threads of `cores`.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -107,4 +107,29 @@ impl RecvBatch {
         let start = i * self.size;
         self.data.get(start..start + self.lens[i])
     }
+}
+
+/// Pins the calling thread to CPU `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("CPU {cpu} is beyond the CPU set"),
+        ));
+    }
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all-zero bytes are
+    // a valid (empty) set; `CPU_SET` sets bit `cpu`, which is within the set
+    // (checked above).
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    // SAFETY: `set` is a live, initialised `cpu_set_t` and the size given is
+    // its own; pid 0 is the calling thread. The kernel only reads it.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
