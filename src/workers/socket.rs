@@ -375,7 +375,7 @@ impl SocketWorker {
         self.send_batches();
     }
 
-    /// One `recvmmsg` on socket `i`, and the handling of what it read.
+    /// One batch of reads on socket `i`, and the handling of what it read.
     /// Returns whether there may be more to do.
     fn read_batch(&mut self, i: usize) -> bool {
         let fd = self.sockets[i].socket.as_raw_fd();
