@@ -324,17 +324,24 @@ throughput() {
     echo "UDP throughput: medians of $ROUNDS round(s) of ${DURATION} s (last ${SUMMARIZE} s averaged);"
     echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; ratios against $ref with the same load."
     throughput_table "$ref" all
-    local state count
+    tables_by_state "$RESULTS" 13 throughput_table "$ref"
+    steal_line "$RESULTS" 10
+}
+
+# tables_by_state FILE COL TABLE ARGS...: for each state (near, far) that
+# some run of FILE was filed as (in column COL), a heading and `TABLE ARGS
+# STATE`; then how many runs were in each state, mixed ones included.
+tables_by_state() {
+    local file=$1 col=$2 state
+    shift 2
     for state in near far; do
-        count=$(awk -F'\t' -v st="$state" 'NR > 1 && $13 == st' "$RESULTS" | wc -l)
-        ((count > 0)) || continue
+        awk -F'\t' -v c="$col" -v st="$state" 'NR > 1 && $c == st {found = 1} END {exit !found}' "$file" || continue
         echo
-        echo "The runs with the CPUs $state (round trip $( [[ $state == near ]] && echo "below" || echo "at least") ${NEAR_NS} ns before and after), ratios within them:"
-        throughput_table "$ref" "$state"
+        echo "The runs with the CPUs $state (round trip $([[ $state == near ]] && echo "below" || echo "at least") ${NEAR_NS} ns before and after):"
+        "$@" "$state"
     done
     echo
-    echo "Runs by where the CPUs were: $(awk -F'\t' 'NR > 1 {n[$13]++} END {printf "near %d, far %d, mixed %d", n["near"], n["far"], n["mixed"]}' "$RESULTS")."
-    steal_line "$RESULTS" 10
+    echo "Runs by where the CPUs were: $(awk -F'\t' -v c="$col" 'NR > 1 {n[$c]++} END {printf "near %d, far %d, mixed %d", n["near"], n["far"], n["mixed"]}' "$file")."
 }
 
 # throughput_table REF STATE: the medians per server and load over the runs
@@ -414,16 +421,7 @@ latency() {
     echo "UDP latency at $RATE requests/s offered (swarmd-load): medians of $ROUNDS round(s) of ${DURATION} s"
     echo "(last ${SUMMARIZE} s measured), and the range over the rounds."
     latency_table "$lat" all
-    local state count
-    for state in near far; do
-        count=$(awk -F'\t' -v st="$state" 'NR > 1 && $11 == st' "$lat" | wc -l)
-        ((count > 0)) || continue
-        echo
-        echo "The rounds with the CPUs $state:"
-        latency_table "$lat" "$state"
-    done
-    echo
-    echo "Rounds by where the CPUs were: $(awk -F'\t' 'NR > 1 {n[$11]++} END {printf "near %d, far %d, mixed %d", n["near"], n["far"], n["mixed"]}' "$lat")."
+    tables_by_state "$lat" 11 latency_table "$lat"
     steal_line "$lat" 8
 }
 
