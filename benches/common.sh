@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # benches/common.sh: what the comparison scripts share: stopping the
 # processes they start (on any exit), sleeping so that a signal is handled
 # at once, building the binaries, and the readings taken around each run

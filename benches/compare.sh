@@ -21,6 +21,22 @@
 #   RATE=100000                           requests/s offered in latency mode
 #   MEM_TORRENTS=1000000 MEM_PEERS=5000000 MEM_TIMEOUT=900
 #   SERVER_CPU=0 LOAD_CPU=1  PORT=47000 (first port; one new port per run)
+#   WORKERS=1                             server threads: swarmd's socket
+#                                         workers and shards, aquatic_udp's
+#                                         socket workers, opentracker's UDP
+#                                         workers (the responder has one
+#                                         thread, and is left out above 1)
+#   SERVER_CPUS=$SERVER_CPU LOAD_CPUS=$LOAD_CPU
+#                                         where the server and the load may
+#                                         run (taskset lists, e.g. 0,1)
+#   LOAD_SOCKETS=4                        client sockets (and addresses) of
+#                                         each load generator; the kernel
+#                                         spreads them over the server's
+#                                         SO_REUSEPORT sockets by address
+#
+# A deployment as it would run on this machine, both CPUs for everybody and
+# two server threads, in 16 client flows:
+#   WORKERS=2 SERVER_CPUS=0,1 LOAD_CPUS=0,1 LOAD_SOCKETS=16 benches/compare.sh
 #   NEAR_NS=200                           cache-line round trip between the
 #                                         two CPUs below which they are "near"
 #   OUT=DIR   where logs and results.tsv go (default: a new /tmp directory)
@@ -66,6 +82,10 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-47000}
 NEAR_NS=${NEAR_NS:-200}
+WORKERS=${WORKERS:-1}
+SERVER_CPUS=${SERVER_CPUS:-$SERVER_CPU}
+LOAD_CPUS=${LOAD_CPUS:-$LOAD_CPU}
+LOAD_SOCKETS=${LOAD_SOCKETS:-4}
 BUILD=${BUILD:-1}
 WARMUP=$((DURATION - SUMMARIZE))
 CLK_TCK=$(getconf CLK_TCK)
@@ -84,6 +104,12 @@ fi
 case $MODE in throughput | memory | latency | all) ;; *) die "MODE must be throughput, memory, latency or all" ;; esac
 [[ $RATE =~ ^[0-9]+$ && $RATE -ge 1 ]] || die "RATE must be a positive number"
 [[ $NEAR_NS =~ ^[0-9]+$ && $NEAR_NS -ge 1 ]] || die "NEAR_NS must be a positive number"
+[[ $WORKERS =~ ^[0-9]+$ && $WORKERS -ge 1 && $WORKERS -le 64 ]] || die "WORKERS must be between 1 and 64"
+[[ $LOAD_SOCKETS =~ ^[0-9]+$ && $LOAD_SOCKETS -ge 1 && $LOAD_SOCKETS -le 256 ]] ||
+    die "LOAD_SOCKETS must be between 1 and 256"
+for cpus in "$SERVER_CPUS" "$LOAD_CPUS"; do
+    [[ $cpus =~ ^[0-9]+(,[0-9]+)*$ ]] || die "SERVER_CPUS and LOAD_CPUS are lists of CPU numbers, e.g. 0,1"
+done
 
 # anyhow captures a backtrace for every error when this is set, which slows
 # Rust servers down (see shared/BENCHMARKING.md).
@@ -100,7 +126,7 @@ source "$ROOT/benches/common.sh"
 
 available_server() {
     case $1 in
-    responder) return 0 ;;
+    responder) ((WORKERS == 1)) ;;
     swarmd) [[ -x $SWARMD ]] ;;
     aquatic_udp) command -v aquatic_udp >/dev/null ;;
     opentracker) command -v opentracker >/dev/null ;;
@@ -118,7 +144,13 @@ available_load() {
 
 servers=()
 for s in $SERVERS; do
-    if available_server "$s"; then servers+=("$s"); else note "skipping $s: not installed/built"; fi
+    if available_server "$s"; then
+        servers+=("$s")
+    elif [[ $s == responder ]]; then
+        note "skipping the responder: it has one thread, and WORKERS=$WORKERS"
+    else
+        note "skipping $s: not installed/built"
+    fi
 done
 loads=()
 for l in $LOADS; do
@@ -153,7 +185,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 SERVER_PID=
 SERVER_PORT=
 
-# start_server NAME: starts NAME on a new port pinned to SERVER_CPU and waits
+# start_server NAME: starts NAME on a new port pinned to SERVER_CPUS and waits
 # until it answers announces. Sets SERVER_PID and SERVER_PORT.
 start_server() {
     local name=$1
@@ -162,36 +194,36 @@ start_server() {
     local addr=127.0.0.1:$PORT log=$OUT/logs/$name-$PORT.log
     case $name in
     responder)
-        taskset -c "$SERVER_CPU" "$LOADGEN" responder --bind "$addr" --duration 3600 >"$log" 2>&1 &
+        taskset -c "$SERVER_CPUS" "$LOADGEN" responder --bind "$addr" --duration 3600 >"$log" 2>&1 &
         ;;
     swarmd)
         cat >"$WORK/swarmd-$PORT.toml" <<EOF
 [udp]
 addresses = ["$addr"]
 [workers]
-socket_workers = 1
-swarm_workers = 1
+socket_workers = $WORKERS
+swarm_workers = $WORKERS
 EOF
-        taskset -c "$SERVER_CPU" "$SWARMD" --config "$WORK/swarmd-$PORT.toml" >"$log" 2>&1 &
+        taskset -c "$SERVER_CPUS" "$SWARMD" --config "$WORK/swarmd-$PORT.toml" >"$log" 2>&1 &
         ;;
     aquatic_udp)
         aquatic_udp -p |
             sed -e "s/^address = .*/address = \"$addr\"/" \
-                -e 's/^socket_workers = .*/socket_workers = 1/' \
+                -e "s/^socket_workers = .*/socket_workers = $WORKERS/" \
                 -e 's/^log_level = .*/log_level = "error"/' >"$WORK/aquatic_udp-$PORT.toml"
         grep -q "^address = \"$addr\"" "$WORK/aquatic_udp-$PORT.toml" ||
             die "could not set aquatic_udp's address in its printed config"
-        taskset -c "$SERVER_CPU" aquatic_udp -c "$WORK/aquatic_udp-$PORT.toml" >"$log" 2>&1 &
+        taskset -c "$SERVER_CPUS" aquatic_udp -c "$WORK/aquatic_udp-$PORT.toml" >"$log" 2>&1 &
         ;;
     opentracker)
         cat >"$WORK/opentracker-$PORT.conf" <<EOF
 listen.udp $addr
 listen.tcp $addr
-listen.udp.workers 1
+listen.udp.workers $WORKERS
 tracker.rootdir $WORK
 access.whitelist whitelist.txt
 EOF
-        taskset -c "$SERVER_CPU" opentracker -f "$WORK/opentracker-$PORT.conf" >"$log" 2>&1 &
+        taskset -c "$SERVER_CPUS" opentracker -f "$WORK/opentracker-$PORT.conf" >"$log" 2>&1 &
         ;;
     esac
     SERVER_PID=$!
@@ -219,8 +251,8 @@ run_load() {
     near0=$(cores_ns)
     case $load in
     swarmd-load)
-        taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "$addr" --duration "$DURATION" \
-            --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" >"$log" 2>&1 &
+        taskset -c "$LOAD_CPUS" "$LOADGEN" udp --target "$addr" --duration "$DURATION" \
+            --warmup "$WARMUP" --sockets "$LOAD_SOCKETS" --quiet --json "$OUT/logs/$tag.json" >"$log" 2>&1 &
         load_pid=$!
         PIDS+=("$load_pid")
         nap "$WARMUP"
@@ -232,7 +264,7 @@ run_load() {
                 -e "s/^summarize_last = .*/summarize_last = $SUMMARIZE/" \
                 -e 's/^extra_statistics = .*/extra_statistics = false/' \
                 -e 's/^workers = .*/workers = 1/' \
-                -e 's/^sockets_per_worker = .*/sockets_per_worker = 4/' \
+                -e "s/^sockets_per_worker = .*/sockets_per_worker = $LOAD_SOCKETS/" \
                 -e 's/^multiple_client_ipv4s = .*/multiple_client_ipv4s = true/' \
                 -e 's/^number_of_torrents = .*/number_of_torrents = 1000000/' \
                 -e 's/^number_of_peers = .*/number_of_peers = 2000000/' \
@@ -242,7 +274,7 @@ run_load() {
                 -e 's/^weight_scrape = .*/weight_scrape = 1/' \
                 -e 's/^peer_seeder_probability = .*/peer_seeder_probability = 0.75/' \
                 >"$WORK/aquatic-load-$SERVER_PORT.toml"
-        taskset -c "$LOAD_CPU" aquatic_udp_load_test -c "$WORK/aquatic-load-$SERVER_PORT.toml" \
+        taskset -c "$LOAD_CPUS" aquatic_udp_load_test -c "$WORK/aquatic-load-$SERVER_PORT.toml" \
             >"$log" 2>&1 &
         load_pid=$!
         PIDS+=("$load_pid")
@@ -322,7 +354,8 @@ throughput() {
     awk -F'\t' 'NR > 1 && $2 == "swarmd" {found = 1} END {exit !found}' "$RESULTS" || ref=responder
     echo
     echo "UDP throughput: medians of $ROUNDS round(s) of ${DURATION} s (last ${SUMMARIZE} s averaged);"
-    echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; ratios against $ref with the same load."
+    echo "server ($WORKERS thread(s)) on CPU $SERVER_CPUS, load ($LOAD_SOCKETS sockets) on CPU $LOAD_CPUS;"
+    echo "ratios against $ref with the same load."
     throughput_table "$ref" all
     tables_by_state "$RESULTS" 13 throughput_table "$ref"
     steal_line "$RESULTS" 10
@@ -399,7 +432,7 @@ latency() {
             log=$OUT/logs/$tag.log
             near0=$(cores_ns)
             st0=$(steal_snapshot)
-            taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" --rate "$RATE" \
+            taskset -c "$LOAD_CPUS" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" --rate "$RATE" \
                 --duration "$DURATION" --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" \
                 >"$log" 2>&1 || true
             steal=$(steal_percent "$st0" "$(steal_snapshot)")
@@ -455,7 +488,7 @@ memory() {
         # by address and port; few requests in flight (128), because some
         # trackers keep the default socket buffer and drop a deeper queue.
         # Nobody stops, so every peer stays.
-        taskset -c "$LOAD_CPU" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" \
+        taskset -c "$LOAD_CPUS" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" \
             --torrents "$MEM_TORRENTS" --peers "$MEM_PEERS" --peer-order once \
             --sockets 64 --inflight 2 --scrape 0 --stop-prob 0 \
             --duration "$MEM_TIMEOUT" --warmup 0 --quiet --json "$OUT/logs/memory-$server.json" \
