@@ -33,14 +33,14 @@
 #                                         each load generator; the kernel
 #                                         spreads them over the server's
 #                                         SO_REUSEPORT sockets by address
-#
-# A deployment as it would run on this machine, both CPUs for everybody and
-# two server threads, in 16 client flows:
-#   WORKERS=2 SERVER_CPUS=0,1 LOAD_CPUS=0,1 LOAD_SOCKETS=16 benches/compare.sh
 #   NEAR_NS=200                           cache-line round trip between the
 #                                         two CPUs below which they are "near"
 #   OUT=DIR   where logs and results.tsv go (default: a new /tmp directory)
 #   BUILD=1   build swarmd and swarmd-load (release) first; 0 to skip
+#
+# A deployment as it would run on this machine, both CPUs for everybody and
+# two server threads, in 16 client flows:
+#   WORKERS=2 SERVER_CPUS=0,1 LOAD_CPUS=0,1 LOAD_SOCKETS=16 benches/compare.sh
 #
 # The references, if missing, are skipped with a note:
 #   cargo install aquatic_udp                 (without --locked: its lockfile
@@ -433,7 +433,7 @@ latency() {
             near0=$(cores_ns)
             st0=$(steal_snapshot)
             taskset -c "$LOAD_CPUS" "$LOADGEN" udp --target "127.0.0.1:$SERVER_PORT" --rate "$RATE" \
-                --duration "$DURATION" --warmup "$WARMUP" --quiet --json "$OUT/logs/$tag.json" \
+                --duration "$DURATION" --warmup "$WARMUP" --sockets "$LOAD_SOCKETS" --quiet --json "$OUT/logs/$tag.json" \
                 >"$log" 2>&1 || true
             steal=$(steal_percent "$st0" "$(steal_snapshot)")
             near1=$(cores_ns)
