@@ -3,7 +3,10 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use swarmd::protocol::{AnnounceEvent, InfoHash};
 use swarmd::swarm::{Announce, PeerAddr, SwarmConfig, Swarms};
 
@@ -82,6 +85,40 @@ fn announce_into(c: &mut Criterion) {
     g.finish();
 }
 
+/// "batch of 64" and "batch of 64, prefetched": 64 announces from `next`
+/// handled as a swarm worker handles a batch, without and with the
+/// prefetch pass first.
+fn batches(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    s: &mut Swarms,
+    mut next: impl FnMut() -> Announce,
+) {
+    g.throughput(Throughput::Elements(64));
+    let mut out = Vec::with_capacity(2048);
+    let mut lookups = Vec::with_capacity(64);
+    for prefetch in [false, true] {
+        let name = if prefetch {
+            "batch of 64, prefetched"
+        } else {
+            "batch of 64"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let batch: Vec<Announce> = (0..64).map(|_| next()).collect();
+                if prefetch {
+                    lookups.clear();
+                    lookups.extend(batch.iter().map(|a| (a.info_hash, Some(a.addr))));
+                    s.prefetch(&lookups);
+                }
+                for a in &batch {
+                    out.clear();
+                    black_box(s.announce(a, 1, &mut out));
+                }
+            })
+        });
+    }
+}
+
 fn many_torrents(c: &mut Criterion) {
     // A million small torrents: the map lookup dominates.
     let mut s = Swarms::new(SwarmConfig::default());
@@ -100,35 +137,10 @@ fn many_torrents(c: &mut Criterion) {
             black_box(s.announce(&announce(hash(t), addr(t + 1), false), 1, &mut out))
         })
     });
-    // A batch of 64 announces, as a swarm worker gets them, with and
-    // without the prefetch pass.
-    g.throughput(Throughput::Elements(64));
-    for prefetch in [false, true] {
-        let name = if prefetch {
-            "batch of 64, prefetched"
-        } else {
-            "batch of 64"
-        };
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let batch: Vec<Announce> = (0..64)
-                    .map(|_| {
-                        t = (t + 7919) % 1_000_000;
-                        announce(hash(t), addr(t + 1), false)
-                    })
-                    .collect();
-                if prefetch {
-                    let hashes: Vec<_> =
-                        batch.iter().map(|a| (a.info_hash, Some(a.addr))).collect();
-                    s.prefetch(&hashes);
-                }
-                for a in &batch {
-                    out.clear();
-                    black_box(s.announce(a, 1, &mut out));
-                }
-            })
-        });
-    }
+    batches(&mut g, &mut s, || {
+        t = (t + 7919) % 1_000_000;
+        announce(hash(t), addr(t + 1), false)
+    });
     g.throughput(Throughput::Elements(1));
     g.bench_function("scrape one", |b| {
         b.iter(|| {
@@ -173,29 +185,7 @@ fn skewed_mix(c: &mut Criterion) {
         s.announce(&next(), 0, &mut out);
     }
     let mut g = c.benchmark_group("skewed mix");
-    g.throughput(Throughput::Elements(64));
-    let mut lookups = Vec::with_capacity(64);
-    for prefetch in [false, true] {
-        let name = if prefetch {
-            "batch of 64, prefetched"
-        } else {
-            "batch of 64"
-        };
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let batch: Vec<Announce> = (0..64).map(|_| next()).collect();
-                if prefetch {
-                    lookups.clear();
-                    lookups.extend(batch.iter().map(|a| (a.info_hash, Some(a.addr))));
-                    s.prefetch(&lookups);
-                }
-                for a in &batch {
-                    out.clear();
-                    black_box(s.announce(a, 1, &mut out));
-                }
-            })
-        });
-    }
+    batches(&mut g, &mut s, next);
     g.finish();
 }
 
