@@ -422,7 +422,8 @@ steal_line() {
 # The same load at a fixed offered rate (swarmd-load --rate, which measures
 # latency; aquatic_udp_load_test does not), alternating servers each round.
 latency() {
-    local round i n=${#servers[@]} server log tag st0 steal near0 near1 lat=$OUT/latency.tsv
+    local round i n=${#servers[@]} server log tag st0 steal near0 near1 state lat=$OUT/latency.tsv
+    local rps p50 p99 p999 timeouts
     printf 'round\tserver\tresponses_per_s\tp50_us\tp99_us\tp999_us\ttimeouts\tsteal_pct\tcores_ns_before\tcores_ns_after\tcpus\n' >"$lat"
     for ((round = 1; round <= ROUNDS; round++)); do
         for ((i = 0; i < n; i++)); do
@@ -438,16 +439,20 @@ latency() {
             steal=$(steal_percent "$st0" "$(steal_snapshot)")
             near1=$(cores_ns)
             stop_pid "$SERVER_PID"
-            if [[ -z $(kv "$log" p99_us) ]]; then
+            p99=$(kv "$log" p99_us)
+            if [[ -z $p99 ]]; then
                 note "$tag: no figure; see $log"
                 continue
             fi
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$(kv "$log" responses_per_sec)" \
-                "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal" \
-                "$near0" "$near1" "$(cores_state "$near0" "$near1")" >>"$lat"
+            rps=$(kv "$log" responses_per_sec)
+            p50=$(kv "$log" p50_us)
+            p999=$(kv "$log" p999_us)
+            timeouts=$(kv "$log" timeouts)
+            state=$(cores_state "$near0" "$near1")
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$rps" "$p50" "$p99" \
+                "$p999" "$timeouts" "$steal" "$near0" "$near1" "$state" >>"$lat"
             note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
-                "$server" "$round" "$(kv "$log" responses_per_sec)" "$(kv "$log" p50_us)" "$(kv "$log" p99_us)" "$(kv "$log" p999_us)" "$(kv "$log" timeouts)" "$steal" \
-                "$(cores_state "$near0" "$near1")" "$near0" "$near1")"
+                "$server" "$round" "$rps" "$p50" "$p99" "$p999" "$timeouts" "$steal" "$state" "$near0" "$near1")"
         done
     done
     echo
