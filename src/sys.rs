@@ -16,12 +16,12 @@
 //! The two calls go through `syscall(2)`, not glibc's `recvfrom`/`sendto`.
 //! Those are cancellation points: in a process with threads each call turns
 //! asynchronous cancellation on and off around the system call, which the
-//! profile put at ~0.6 % of the server's time, with ~2 % more on the
-//! wrappers themselves. swarmd never cancels a thread. Alternating
-//! whole-daemon runs gave +4 and +7 % per CPU-second under
-//! aquatic_udp_load_test in the two pairs with the CPUs near (+1 % in one
-//! far), and +0 to +1 % in four pairs under swarmd-load with them far. Every argument is passed as a `c_long`, the
-//! width `syscall` reads its variadic arguments at.
+//! profile put at ~0.6 % of the server's time. swarmd never cancels a thread.
+//! Alternating whole-daemon runs gave +4 and +7 % per CPU-second under
+//! aquatic_udp_load_test in the two pairs with the CPUs near (+1 % in one far),
+//! and +0 to +1 % in four pairs under swarmd-load with them far. Every argument
+//! is passed as a `c_long`, the width `syscall` reads its variadic arguments
+//! at.
 
 use std::io;
 use std::mem::{size_of, zeroed};
