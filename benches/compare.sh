@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # benches/compare.sh: whole-daemon comparison of swarmd's UDP tracker with
 # aquatic_udp, opentracker and the do-nothing responder (the machine's
-# ceiling), meant for a 2-core machine: the server is pinned to one core, the
+# ceiling, answering announces with no peers; sized_responder is the same
+# answering with as many made-up peers as swarmd answers with), meant for a 2-core machine: the server is pinned to one core, the
 # load generator to the other, servers alternate within each round, and the
 # table shows medians over the rounds. Two load generators drive every server:
 # swarmd-load (also gives latency) and aquatic_udp_load_test (the peer's own).
@@ -15,7 +16,13 @@
 # Settings (environment):
 #   ROUNDS=5  DURATION=30  SUMMARIZE=25   seconds per run, and the last seconds
 #                                         averaged (the first ones warm up)
-#   SERVERS="responder swarmd aquatic_udp opentracker"
+#   SERVERS="responder sized_responder swarmd aquatic_udp opentracker"
+#   SIZED_PEERS_SWARMD_LOAD=9 SIZED_PEERS_AQUATIC=20
+#                                         peers in sized_responder's answers
+#                                         under each load: about the mean
+#                                         swarmd answers with under it (the
+#                                         loads report it: peers_per_announce,
+#                                         "Peers per announce response")
 #   LOADS="swarmd-load aquatic"
 #   MODE=throughput|memory|latency|all
 #   RATE=100000                           requests/s offered in latency mode
@@ -24,8 +31,8 @@
 #   WORKERS=1                             server threads: swarmd's socket
 #                                         workers and shards, aquatic_udp's
 #                                         socket workers, opentracker's UDP
-#                                         workers (the responder has one
-#                                         thread, and is left out above 1)
+#                                         workers (the responders have one
+#                                         thread, and are left out above 1)
 #   SERVER_CPUS=$SERVER_CPU LOAD_CPUS=$LOAD_CPU
 #                                         where the server and the load may
 #                                         run (taskset lists, e.g. 0,1)
@@ -71,7 +78,9 @@ LOADGEN=${LOADGEN:-$TARGET_DIR/release/swarmd-load}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-30}
 SUMMARIZE=${SUMMARIZE:-$((DURATION * 5 / 6))}
-SERVERS=${SERVERS:-"responder swarmd aquatic_udp opentracker"}
+SERVERS=${SERVERS:-"responder sized_responder swarmd aquatic_udp opentracker"}
+SIZED_PEERS_SWARMD_LOAD=${SIZED_PEERS_SWARMD_LOAD:-9}
+SIZED_PEERS_AQUATIC=${SIZED_PEERS_AQUATIC:-20}
 LOADS=${LOADS:-"swarmd-load aquatic"}
 MODE=${MODE:-throughput}
 RATE=${RATE:-100000}
@@ -107,6 +116,9 @@ case $MODE in throughput | memory | latency | all) ;; *) die "MODE must be throu
 [[ $WORKERS =~ ^[0-9]+$ && $WORKERS -ge 1 && $WORKERS -le 64 ]] || die "WORKERS must be between 1 and 64"
 [[ $LOAD_SOCKETS =~ ^[0-9]+$ && $LOAD_SOCKETS -ge 1 && $LOAD_SOCKETS -le 256 ]] ||
     die "LOAD_SOCKETS must be between 1 and 256"
+for n in "$SIZED_PEERS_SWARMD_LOAD" "$SIZED_PEERS_AQUATIC"; do
+    [[ $n =~ ^[0-9]+$ && $n -le 200 ]] || die "SIZED_PEERS_* must be between 0 and 200"
+done
 for cpus in "$SERVER_CPUS" "$LOAD_CPUS"; do
     [[ $cpus =~ ^[0-9]+(,[0-9]+)*$ ]] || die "SERVER_CPUS and LOAD_CPUS are lists of CPU numbers, e.g. 0,1"
 done
@@ -126,11 +138,11 @@ source "$ROOT/benches/common.sh"
 
 available_server() {
     case $1 in
-    responder) ((WORKERS == 1)) ;;
+    responder | sized_responder) ((WORKERS == 1)) ;;
     swarmd) [[ -x $SWARMD ]] ;;
     aquatic_udp) command -v aquatic_udp >/dev/null ;;
     opentracker) command -v opentracker >/dev/null ;;
-    *) die "unknown server $1 (responder, swarmd, aquatic_udp, opentracker)" ;;
+    *) die "unknown server $1 (responder, sized_responder, swarmd, aquatic_udp, opentracker)" ;;
     esac
 }
 
@@ -146,8 +158,8 @@ servers=()
 for s in $SERVERS; do
     if available_server "$s"; then
         servers+=("$s")
-    elif [[ $s == responder ]]; then
-        note "skipping the responder: it has one thread, and WORKERS=$WORKERS"
+    elif [[ $s == *responder ]]; then
+        note "skipping $s: it has one thread, and WORKERS=$WORKERS"
     else
         note "skipping $s: not installed/built"
     fi
@@ -185,16 +197,23 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 SERVER_PID=
 SERVER_PORT=
 
-# start_server NAME: starts NAME on a new port pinned to SERVER_CPUS and waits
-# until it answers announces. Sets SERVER_PID and SERVER_PORT.
+# start_server NAME [LOAD]: starts NAME on a new port pinned to SERVER_CPUS
+# and waits until it answers announces; LOAD (swarmd-load by default) is what
+# will drive it. Sets SERVER_PID and SERVER_PORT.
 start_server() {
-    local name=$1
+    local name=$1 load=${2:-swarmd-load}
     PORT=$((PORT + 1))
     SERVER_PORT=$PORT
     local addr=127.0.0.1:$PORT log=$OUT/logs/$name-$PORT.log
     case $name in
     responder)
         taskset -c "$SERVER_CPUS" "$LOADGEN" responder --bind "$addr" --duration 3600 >"$log" 2>&1 &
+        ;;
+    sized_responder)
+        local peers=$SIZED_PEERS_SWARMD_LOAD
+        [[ $load == aquatic ]] && peers=$SIZED_PEERS_AQUATIC
+        taskset -c "$SERVER_CPUS" "$LOADGEN" responder --bind "$addr" --duration 3600 --peers "$peers" \
+            >"$log" 2>&1 &
         ;;
     swarmd)
         cat >"$WORK/swarmd-$PORT.toml" <<EOF
@@ -326,7 +345,7 @@ run_load() {
         'BEGIN {if (c > 0) printf "%.0f", r * s / c; else print "-"}')
     printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$load" "$rps" "$cpu" \
         "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal" "$near0" "$near1" "$state" >>"$RESULTS"
-    note "$(printf '%-12s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
+    note "$(printf '%-15s %-12s round %s: %8.0f responses/s, server CPU %5s s, %s per CPU-s, p99 %s us, invalid %s, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
         "$server" "$load" "$round" "$rps" "$cpu" "$per_cpu" "$p99" "$invalid" "$timeouts" "$steal" "$state" "$near0" "$near1")"
 }
 
@@ -343,7 +362,7 @@ throughput() {
         for ((i = 0; i < n; i++)); do
             server=${servers[$(((i + round - 1) % n))]}
             for load in "${loads[@]}"; do
-                start_server "$server" || continue
+                start_server "$server" "$load" || continue
                 run_load "$server" "$load" "$round"
                 stop_pid "$SERVER_PID"
             done
@@ -382,7 +401,7 @@ tables_by_state() {
 # the same runs. A server with no run in STATE is left out; "n" is the runs.
 throughput_table() {
     local ref=$1 state=$2
-    printf '%-12s %-12s %3s %12s %14s %9s %10s %10s\n' server load n "responses/s" "per server-s" "p99 us" \
+    printf '%-15s %-12s %3s %12s %14s %9s %10s %10s\n' server load n "responses/s" "per server-s" "p99 us" \
         "x$ref r/s" "x$ref /cpu"
     local rps per p99 ref_rps ref_per n
     pick() {
@@ -398,7 +417,7 @@ throughput_table() {
             n=$(pick "$server" "$load" 4 | wc -l)
             per=$(pick "$server" "$load" 6 | median)
             p99=$(pick "$server" "$load" 7 | median)
-            printf '%-12s %-12s %3s %12.0f %14s %9s %10s %10s\n' "$server" "$load" "$n" "$rps" "$per" "$p99" \
+            printf '%-15s %-12s %3s %12.0f %14s %9s %10s %10s\n' "$server" "$load" "$n" "$rps" "$per" "$p99" \
                 "$(awk -v a="$rps" -v b="$ref_rps" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')" \
                 "$(awk -v a="$per" -v b="$ref_per" 'BEGIN {if (b > 0 && a != "-") printf "%.2f", a / b; else print "-"}')"
         done
@@ -451,7 +470,7 @@ latency() {
             state=$(cores_state "$near0" "$near1")
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$rps" "$p50" "$p99" \
                 "$p999" "$timeouts" "$steal" "$near0" "$near1" "$state" >>"$lat"
-            note "$(printf '%-12s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
+            note "$(printf '%-15s latency round %s: %s responses/s, p50 %s us, p99 %s us, p99.9 %s us, timeouts %s, steal %s%%, CPUs %s (%s/%s ns)' \
                 "$server" "$round" "$rps" "$p50" "$p99" "$p999" "$timeouts" "$steal" "$state" "$near0" "$near1")"
         done
     done
@@ -467,11 +486,11 @@ latency() {
 # filed as STATE (near, far, or all).
 latency_table() {
     local lat=$1 state=$2 server
-    printf '%-12s %3s %12s %10s %16s %10s %16s %9s\n' server n "responses/s" "p50 us" "p50 range" "p99 us" "p99 range" "p99.9 us"
+    printf '%-15s %3s %12s %10s %16s %10s %16s %9s\n' server n "responses/s" "p50 us" "p50 range" "p99 us" "p99 range" "p99.9 us"
     for server in "${servers[@]}"; do
         col() { awk -F'\t' -v s="$server" -v c="$1" -v st="$state" 'NR > 1 && $2 == s && (st == "all" || $11 == st) {print $c}' "$lat"; }
         [[ -z $(col 3) ]] && continue
-        printf '%-12s %3s %12.0f %10s %16s %10s %16s %9s\n' "$server" "$(col 3 | wc -l)" "$(col 3 | median)" \
+        printf '%-15s %3s %12.0f %10s %16s %10s %16s %9s\n' "$server" "$(col 3 | wc -l)" "$(col 3 | median)" \
             "$(col 4 | median)" "$(col 4 | sort -g | sed -n '1p;$p' | paste -sd-)" \
             "$(col 5 | median)" "$(col 5 | sort -g | sed -n '1p;$p' | paste -sd-)" "$(col 6 | median)"
     done
@@ -483,9 +502,9 @@ memory() {
     local server log before after peers timeouts load_pid
     echo
     echo "Memory: RSS after announcing ${MEM_PEERS} peers over ${MEM_TORRENTS} torrents (each peer once, swarmd-load)"
-    printf '%-12s %12s %10s %10s %14s %9s\n' server peers "RSS0 MB" "RSS MB" "bytes/peer" timeouts
+    printf '%-15s %12s %10s %10s %14s %9s\n' server peers "RSS0 MB" "RSS MB" "bytes/peer" timeouts
     for server in "${servers[@]}"; do
-        [[ $server == responder ]] && continue
+        [[ $server == *responder ]] && continue
         start_server "$server" || continue
         before=$(rss_kb "$SERVER_PID")
         log=$OUT/logs/memory-$server.log
@@ -513,7 +532,7 @@ memory() {
             note "memory run against $server gave no figure; see $log"
             continue
         fi
-        printf '%-12s %12s %10.1f %10.1f %14.1f %9s\n' "$server" "$peers" \
+        printf '%-15s %12s %10.1f %10.1f %14.1f %9s\n' "$server" "$peers" \
             "$(awk -v k="$before" 'BEGIN {print k / 1024}')" "$(awk -v k="$after" 'BEGIN {print k / 1024}')" \
             "$(awk -v a="$after" -v b="$before" -v p="$peers" 'BEGIN {print (a - b) * 1024 / p}')" \
             "$timeouts"

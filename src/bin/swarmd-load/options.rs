@@ -21,7 +21,7 @@ be a loopback one.
 USAGE:
     swarmd-load [udp] --target ADDR [OPTIONS]
     swarmd-load http --target ADDR [--connections N] [--pipeline K] [OPTIONS]
-    swarmd-load responder --bind ADDR [--duration SECS]
+    swarmd-load responder --bind ADDR [--duration SECS] [--peers N]
     swarmd-load hashes [--torrents N] [--seed N | --aquatic-load-test]
     swarmd-load ping --target ADDR [--http] [--torrent N] [--wait SECS]
     swarmd-load cores [--cpus A,B] [--trips N]
@@ -74,6 +74,9 @@ responder: answer every request with the smallest valid response, one
 recv_from/send_to per datagram on one thread: the machine's ceiling.
     --bind ADDR             address to listen on, e.g. 127.0.0.1:6969
     --duration SECS         stop after this long [3600]
+    --peers N               answer announces with up to N made-up peers (as
+                            many as wanted), so answers are as long as a
+                            tracker's [0, at most 200]
 
 ping: wait until the tracker answers a connect and then an announce (of one
 peer outside the simulated ones, to a torrent of `udp`); exit 0 then, 1 if it
@@ -236,6 +239,8 @@ impl LoadOptions {
 pub struct ResponderOptions {
     pub bind: SocketAddr,
     pub duration: Duration,
+    /// Made-up peers in each announce answer, at most.
+    pub peers: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -450,16 +455,22 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
 fn parse_responder(p: &mut lexopt::Parser) -> Result<Command> {
     let mut bind = None;
     let mut duration = Duration::from_secs(3600);
+    let mut peers = 0;
     while let Some(arg) = p.next()? {
         match arg {
             Long("bind") => bind = Some(loopback(&p.value()?.string()?, "--bind")?),
             Long("duration") => duration = seconds(p, "duration", 86_400)?,
+            Long("peers") => peers = within("peers", number(p, "peers")?, 0, 200)?,
             Short('h') | Long("help") => return Ok(Command::Help),
             _ => return Err(arg.unexpected().into()),
         }
     }
     let bind = bind.ok_or_else(|| anyhow!("--bind ADDR is required (see --help)"))?;
-    Ok(Command::Responder(ResponderOptions { bind, duration }))
+    Ok(Command::Responder(ResponderOptions {
+        bind,
+        duration,
+        peers,
+    }))
 }
 
 fn parse_ping(p: &mut lexopt::Parser) -> Result<Command> {

@@ -2,6 +2,12 @@
 //! (one blocking `recv_from` and one `send_to` per datagram, one thread, no
 //! state). What it sustains is the ceiling of the machine and of the load
 //! generator, against which real trackers are compared.
+//!
+//! By default it answers an announce with no peers: 20 bytes. With
+//! `--peers N` it answers with up to N made-up peers (fewer if the request
+//! wants fewer), so that its answers can be as long as a tracker's: a tracker
+//! has to send the peers it finds, and the kernel's cost of a datagram grows
+//! with its length.
 
 use std::io;
 use std::net::UdpSocket;
@@ -24,9 +30,26 @@ const ZEROS: [ScrapeStats; MAX_SCRAPE] = [ScrapeStats {
     leechers: 0,
 }; MAX_SCRAPE];
 
+/// Made-up peers for announce answers: `n` entries of `entry` bytes (6 for
+/// IPv4, 18 for IPv6), on 127.0.0.2 or ::2, ports from 10000 up.
+pub fn made_up_peers(n: usize, entry: usize) -> Vec<u8> {
+    let mut peers = Vec::with_capacity(n * entry);
+    for i in 0..n {
+        let port = 10_000u16.wrapping_add(i as u16);
+        if entry == 6 {
+            peers.extend_from_slice(&[127, 0, 0, 2]);
+        } else {
+            peers.extend_from_slice(&std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2).octets());
+        }
+        peers.extend_from_slice(&port.to_be_bytes());
+    }
+    peers
+}
+
 /// Writes the answer to `request` into `out`, or returns false if it deserves
-/// none.
-pub fn answer(request: &[u8], out: &mut Vec<u8>) -> bool {
+/// none. An announce gets as many of `peers` (entries of `entry` bytes) as
+/// it wants, all of them if it wants the default.
+pub fn answer(request: &[u8], peers: &[u8], entry: usize, out: &mut Vec<u8>) -> bool {
     out.clear();
     if request.len() < 16 {
         return false;
@@ -42,7 +65,15 @@ pub fn answer(request: &[u8], out: &mut Vec<u8>) -> bool {
             write_connect(out, transaction_id, ConnectionId(0x5357_4152_4d44_0001));
         }
         ACTION_ANNOUNCE if request.len() >= ANNOUNCE_LEN => {
-            write_announce(out, transaction_id, 1800, 0, 0, &[]);
+            // num_want, a signed 32-bit count at offset 92; -1 or 0: default.
+            let wanted = word(92) as i32;
+            let have = peers.len() / entry;
+            let n = if wanted <= 0 {
+                have
+            } else {
+                have.min(wanted as usize)
+            };
+            write_announce(out, transaction_id, 1800, 0, n as u32, &peers[..n * entry]);
         }
         ACTION_SCRAPE => {
             let n = (request.len() - SCRAPE_HEADER_LEN) / 20;
@@ -83,7 +114,9 @@ pub fn run(o: &ResponderOptions) -> Result<()> {
     );
     let end = Instant::now() + o.duration;
     let mut buf = [0u8; 2048];
-    let mut out = Vec::with_capacity(1024);
+    let entry = if o.bind.is_ipv4() { 6 } else { 18 };
+    let peers = made_up_peers(o.peers, entry);
+    let mut out = Vec::with_capacity(1024 + peers.len());
     let (mut answered, mut dropped, mut errors) = (0u64, 0u64, 0u64);
     while Instant::now() < end {
         let (len, from) = match socket.recv_from(&mut buf) {
@@ -103,7 +136,7 @@ pub fn run(o: &ResponderOptions) -> Result<()> {
                 continue;
             }
         };
-        if !answer(&buf[..len], &mut out) {
+        if !answer(&buf[..len], &peers, entry, &mut out) {
             dropped += 1;
             continue;
         }
@@ -127,8 +160,14 @@ mod tests {
     fn reply(req: Request) -> Option<Response> {
         let mut bytes = Vec::new();
         req.write(&mut bytes);
+        reply_with(req, &[])
+    }
+
+    fn reply_with(req: Request, peers: &[u8]) -> Option<Response> {
+        let mut bytes = Vec::new();
+        req.write(&mut bytes);
         let mut out = Vec::new();
-        answer(&bytes, &mut out).then(|| Response::parse(&out))?
+        answer(&bytes, peers, 6, &mut out).then(|| Response::parse(&out))?
     }
 
     #[test]
@@ -167,7 +206,54 @@ mod tests {
             Some(Response::Scrape { stats, .. }) if stats.len() == 5
         ));
         let mut out = Vec::new();
-        assert!(!answer(&[0u8; 15], &mut out));
-        assert!(!answer(&[0u8; 16], &mut out), "connect without the magic");
+        assert!(!answer(&[0u8; 15], &[], 6, &mut out));
+        assert!(
+            !answer(&[0u8; 16], &[], 6, &mut out),
+            "connect without the magic"
+        );
+    }
+
+    #[test]
+    fn answers_announces_with_as_many_made_up_peers_as_wanted() {
+        let peers = made_up_peers(30, 6);
+        assert_eq!(peers.len(), 180);
+        let announce = |num_want| {
+            Request::Announce(AnnounceRequest {
+                connection_id: ConnectionId(1),
+                transaction_id: TransactionId(9),
+                info_hash: InfoHash([1; 20]),
+                peer_id: PeerId([2; 20]),
+                downloaded: 0,
+                left: 0,
+                uploaded: 0,
+                event: AnnounceEvent::None,
+                ip_address: 0,
+                key: 0,
+                num_want,
+                port: 1,
+                url_data: Vec::new(),
+            })
+        };
+        for (num_want, expect) in [(-1, 30), (0, 30), (8, 8), (30, 30), (200, 30)] {
+            match reply_with(announce(num_want), &peers) {
+                Some(Response::Announce {
+                    peers: got,
+                    seeders,
+                    ..
+                }) => {
+                    assert_eq!(got.len(), expect * 6, "num_want {num_want}");
+                    assert_eq!(seeders as usize, expect);
+                    assert_eq!(got[..6], [127, 0, 0, 2, 0x27, 0x10]);
+                }
+                other => panic!("num_want {num_want}: {other:?}"),
+            }
+        }
+        let v6 = made_up_peers(3, 18);
+        assert_eq!(v6.len(), 54);
+        assert_eq!(
+            v6[18..34],
+            std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2).octets()
+        );
+        assert_eq!(v6[34..36], 10_001u16.to_be_bytes());
     }
 }
