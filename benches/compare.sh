@@ -377,7 +377,38 @@ throughput() {
     echo "ratios against $ref with the same load."
     throughput_table "$ref" all
     tables_by_state "$RESULTS" 13 throughput_table "$ref"
+    paired_table "$ref"
     steal_line "$RESULTS" 10
+}
+
+# paired_table REF: per server and load, the ratio of its responses per
+# CPU-second to REF's in the same round, over the rounds in which both runs
+# found the CPUs in the same state (near or far, before and after each run).
+# The two runs of a pair are minutes apart at most, so this is the least
+# noisy ratio the script gives; n is the pairs.
+paired_table() {
+    local ref=$1
+    echo
+    echo "Paired: per CPU-second over $ref's in the same round, both runs in the same state:"
+    printf '%-15s %-12s %3s %8s %14s %10s\n' server load n median range "$ref/it"
+    local load server ratios med
+    for load in "${loads[@]}"; do
+        for server in "${servers[@]}"; do
+            [[ $server == "$ref" ]] && continue
+            ratios=$(awk -F'\t' -v s="$server" -v r="$ref" -v l="$load" '
+                NR > 1 && $3 == l && $6 != "-" && $13 != "mixed" {
+                    if ($2 == s) { x[$1] = $6; xs[$1] = $13 }
+                    if ($2 == r) { y[$1] = $6; ys[$1] = $13 }
+                }
+                END {
+                    for (k in x) if ((k in y) && xs[k] == ys[k] && y[k] > 0) printf "%.3f\n", x[k] / y[k]
+                }' "$RESULTS")
+            [[ -z $ratios ]] && continue
+            med=$(median <<<"$ratios")
+            printf '%-15s %-12s %3s %8s %14s %10s\n' "$server" "$load" "$(wc -l <<<"$ratios")" "$med" \
+                "$(sort -g <<<"$ratios" | sed -n '1p;$p' | paste -sd-)" "$(awk -v m="$med" 'BEGIN {printf "%.2f", 1 / m}')"
+        done
+    done
 }
 
 # tables_by_state FILE COL TABLE ARGS...: for each state (near, far) that
