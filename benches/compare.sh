@@ -358,10 +358,13 @@ throughput() {
     printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\tsteal_pct\tcores_ns_before\tcores_ns_after\tcpus\n' >"$RESULTS"
     local round i n=${#servers[@]} server load
     for ((round = 1; round <= ROUNDS; round++)); do
-        # Rotate the order each round so no server always runs first.
-        for ((i = 0; i < n; i++)); do
-            server=${servers[$(((i + round - 1) % n))]}
-            for load in "${loads[@]}"; do
+        # Each load drives every server in turn, so that the runs a ratio
+        # compares are close in time (the CPUs' state can change within
+        # minutes); the order rotates each round so no server always runs
+        # first.
+        for load in "${loads[@]}"; do
+            for ((i = 0; i < n; i++)); do
+                server=${servers[$(((i + round - 1) % n))]}
                 start_server "$server" "$load" || continue
                 run_load "$server" "$load" "$round"
                 stop_pid "$SERVER_PID"
