@@ -2,10 +2,12 @@
 # benches/compare.sh: whole-daemon comparison of swarmd's UDP tracker with
 # aquatic_udp, opentracker and the do-nothing responder (the machine's
 # ceiling, answering announces with no peers; sized_responder is the same
-# answering with as many made-up peers as swarmd answers with), meant for a 2-core machine: the server is pinned to one core, the
-# load generator to the other, servers alternate within each round, and the
-# table shows medians over the rounds. Two load generators drive every server:
-# swarmd-load (also gives latency) and aquatic_udp_load_test (the peer's own).
+# answering with as many made-up peers as swarmd answers with), meant for a
+# 2-core machine: the server is pinned to one core, the load generator to
+# the other, servers alternate within each round, and the tables show
+# medians over the rounds, then ratios paired within each round. Two load
+# generators drive every server: swarmd-load (also gives latency) and
+# aquatic_udp_load_test (the peer's own).
 #
 #   benches/compare.sh                    throughput, 5 rounds of 30 s
 #   ROUNDS=1 DURATION=10 benches/compare.sh

@@ -158,8 +158,6 @@ mod tests {
     use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
 
     fn reply(req: Request) -> Option<Response> {
-        let mut bytes = Vec::new();
-        req.write(&mut bytes);
         reply_with(req, &[])
     }
 
