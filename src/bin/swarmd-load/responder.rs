@@ -168,16 +168,10 @@ mod tests {
         answer(&bytes, peers, 6, &mut out).then(|| Response::parse(&out))?
     }
 
-    #[test]
-    fn answers_each_kind_minimally() {
-        let tid = TransactionId(77);
-        assert!(matches!(
-            reply(Request::Connect(ConnectRequest { transaction_id: tid })),
-            Some(Response::Connect { transaction_id, .. }) if transaction_id == tid
-        ));
-        let announce = AnnounceRequest {
+    fn announce(transaction_id: TransactionId, num_want: i32) -> Request {
+        Request::Announce(AnnounceRequest {
             connection_id: ConnectionId(1),
-            transaction_id: tid,
+            transaction_id,
             info_hash: InfoHash([1; 20]),
             peer_id: PeerId([2; 20]),
             downloaded: 0,
@@ -186,12 +180,21 @@ mod tests {
             event: AnnounceEvent::None,
             ip_address: 0,
             key: 0,
-            num_want: 30,
+            num_want,
             port: 1,
             url_data: Vec::new(),
-        };
+        })
+    }
+
+    #[test]
+    fn answers_each_kind_minimally() {
+        let tid = TransactionId(77);
         assert!(matches!(
-            reply(Request::Announce(announce)),
+            reply(Request::Connect(ConnectRequest { transaction_id: tid })),
+            Some(Response::Connect { transaction_id, .. }) if transaction_id == tid
+        ));
+        assert!(matches!(
+            reply(announce(tid, 30)),
             Some(Response::Announce { peers, .. }) if peers.is_empty()
         ));
         let scrape = ScrapeRequest {
@@ -215,25 +218,8 @@ mod tests {
     fn answers_announces_with_as_many_made_up_peers_as_wanted() {
         let peers = made_up_peers(30, 6);
         assert_eq!(peers.len(), 180);
-        let announce = |num_want| {
-            Request::Announce(AnnounceRequest {
-                connection_id: ConnectionId(1),
-                transaction_id: TransactionId(9),
-                info_hash: InfoHash([1; 20]),
-                peer_id: PeerId([2; 20]),
-                downloaded: 0,
-                left: 0,
-                uploaded: 0,
-                event: AnnounceEvent::None,
-                ip_address: 0,
-                key: 0,
-                num_want,
-                port: 1,
-                url_data: Vec::new(),
-            })
-        };
         for (num_want, expect) in [(-1, 30), (0, 30), (8, 8), (30, 30), (200, 30)] {
-            match reply_with(announce(num_want), &peers) {
+            match reply_with(announce(TransactionId(9), num_want), &peers) {
                 Some(Response::Announce {
                     peers: got,
                     seeders,
