@@ -356,6 +356,11 @@ median() {
         if (n == 0) print "-"; else if (n % 2) print a[(n - 1) / 2]; else print (a[n / 2 - 1] + a[n / 2]) / 2 }'
 }
 
+# The smallest and largest of the numbers on stdin, as "min-max".
+range() {
+    sort -g | sed -n '1p;$p' | paste -sd-
+}
+
 throughput() {
     printf 'round\tserver\tload\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tp99_us\tinvalid\ttimeouts\tsteal_pct\tcores_ns_before\tcores_ns_after\tcpus\n' >"$RESULTS"
     local round i n=${#servers[@]} server load
@@ -411,7 +416,7 @@ paired_table() {
             [[ -z $ratios ]] && continue
             med=$(median <<<"$ratios")
             printf '%-15s %-12s %3s %8s %14s %10s\n' "$server" "$load" "$(wc -l <<<"$ratios")" "$med" \
-                "$(sort -g <<<"$ratios" | sed -n '1p;$p' | paste -sd-)" "$(awk -v m="$med" 'BEGIN {printf "%.2f", 1 / m}')"
+                "$(range <<<"$ratios")" "$(awk -v m="$med" 'BEGIN {printf "%.2f", 1 / m}')"
         done
     done
 }
@@ -527,8 +532,8 @@ latency_table() {
         col() { awk -F'\t' -v s="$server" -v c="$1" -v st="$state" 'NR > 1 && $2 == s && (st == "all" || $11 == st) {print $c}' "$lat"; }
         [[ -z $(col 3) ]] && continue
         printf '%-15s %3s %12.0f %10s %16s %10s %16s %9s\n' "$server" "$(col 3 | wc -l)" "$(col 3 | median)" \
-            "$(col 4 | median)" "$(col 4 | sort -g | sed -n '1p;$p' | paste -sd-)" \
-            "$(col 5 | median)" "$(col 5 | sort -g | sed -n '1p;$p' | paste -sd-)" "$(col 6 | median)"
+            "$(col 4 | median)" "$(col 4 | range)" \
+            "$(col 5 | median)" "$(col 5 | range)" "$(col 6 | median)"
     done
 }
 
