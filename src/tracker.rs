@@ -17,7 +17,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::access::{self, Access, Ledger, PasskeyCounters};
-use crate::config::{Config, Dispatch};
+use crate::config::{self, Config};
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::ScrapeStats;
 use crate::protocol::InfoHash;
@@ -25,6 +25,7 @@ use crate::stats::Stats;
 use crate::swarm::Swarms;
 use crate::workers::socket::{HttpSettings, SocketSettings, SocketWorker, Sockets, WAKE_TOKEN};
 use crate::workers::swarm::{Inline, Shard, SwarmWorker};
+use crate::workers::dispatch::Dispatch;
 use crate::workers::{shard_of, Control, SharedSettings, Shutdown, Wake};
 
 /// Why a tracker could not start.
@@ -303,10 +304,19 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     }
     let wakes = Arc::new(wakes);
 
-    let (request_txs, request_rxs): (Vec<_>, Vec<_>) =
-        (0..swarm_workers).map(|_| bounded(capacity)).unzip();
-    let (response_txs, response_rxs): (Vec<_>, Vec<_>) =
-        (0..socket_workers).map(|_| bounded(capacity)).unzip();
+    // Channels between the two kinds of worker, with channel dispatch only.
+    let channel = config.workers.dispatch == config::Dispatch::Channel;
+    let (request_txs, request_rxs): (Vec<_>, Vec<_>) = if channel {
+        (0..swarm_workers).map(|_| bounded(capacity)).unzip()
+    } else {
+        let never = (0..swarm_workers).map(|_| crossbeam_channel::never());
+        (Vec::new(), never.collect())
+    };
+    let (response_txs, response_rxs): (Vec<_>, Vec<_>) = if channel {
+        (0..socket_workers).map(|_| bounded(capacity)).unzip()
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..swarm_workers).map(|_| bounded(16)).unzip();
 
@@ -327,7 +337,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                     ledger: Ledger::new(config.swarm.peer_timeout.get()),
                     lookups: Vec::new(),
                 }));
-                if config.workers.dispatch == Dispatch::Inline {
+                if !channel {
                     inline.push(shard.clone());
                 }
                 let worker = SwarmWorker {
@@ -355,22 +365,25 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
 
     let shared_settings = Arc::new(SharedSettings::new(socket_settings(config)));
     let mut socket_threads = Vec::with_capacity(socket_workers);
-    for (id, ((poll, socks), rx)) in polls.into_iter().zip(sockets).zip(response_rxs).enumerate() {
+    let mut response_rxs = response_rxs.into_iter();
+    for (id, (poll, socks)) in polls.into_iter().zip(sockets).enumerate() {
+        let dispatch = match response_rxs.next() {
+            Some(rx) => Dispatch::channel(id, request_txs.clone(), rx),
+            None => Dispatch::inline(inline.clone()),
+        };
         let worker = SocketWorker::new(
             id,
             poll,
             socks,
             ids.clone(),
-            request_txs.clone(),
-            rx,
+            dispatch,
             wakes.clone(),
             shutdown.clone(),
             stats.clone(),
             shared_settings.clone(),
             started,
         )?
-        .with_access(access.reader())
-        .with_inline(inline.clone());
+        .with_access(access.reader());
         socket_threads.push(spawn(
             format!("socket-{id}"),
             &death_tx,
@@ -532,8 +545,8 @@ impl Tracker {
     }
 
     /// Stops in order: socket workers stop reading, hand over what they
-    /// read, send the answers that come back, and exit; swarm workers exit
-    /// when no socket worker is left. Returns the names of threads that
+    /// read, send the answers that come back, and exit; then the swarm
+    /// workers are told to stop. Returns the names of threads that
     /// panicked, if any.
     pub fn stop(self) -> Result<(), String> {
         self.shutdown.request();
@@ -547,12 +560,20 @@ impl Tracker {
             let _ = h.join();
         }
         let mut panicked = Vec::new();
-        for h in self.socket_threads.into_iter().chain(self.swarm_threads) {
+        let mut join = |h: JoinHandle<()>| {
             let name = h.thread().name().unwrap_or("?").to_string();
             if h.join().is_err() {
                 panicked.push(name);
             }
+        };
+        // Socket workers first: they hand over what they read and wait for
+        // the answers, so the swarm workers stop only after them.
+        self.socket_threads.into_iter().for_each(&mut join);
+        for c in &self.view.controls {
+            // Fails only when that worker is gone already.
+            let _ = c.send(Control::Stop);
         }
+        self.swarm_threads.into_iter().for_each(&mut join);
         if let Some((stop, handle)) = self.access_reload {
             drop(stop);
             if handle.join().is_err() {

@@ -6,6 +6,8 @@
 //! [`ResponseBatch`]. The request vector travels back inside the response
 //! batch so the socket worker can reuse its allocation.
 
+pub(crate) mod dispatch;
+pub(crate) mod scrape;
 pub mod socket;
 pub mod swarm;
 
@@ -85,6 +87,8 @@ pub enum Control {
     },
     /// New settings (after a reload).
     Config(crate::swarm::SwarmConfig),
+    /// The tracker is stopping and no socket worker is left: exit.
+    Stop,
 }
 
 #[derive(Debug)]

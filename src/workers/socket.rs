@@ -1,12 +1,11 @@
 //! The socket worker loop: a mio event loop over this worker's UDP sockets,
 //! HTTP listeners and HTTP connections.
 //!
-//! It reads datagrams in batches, answers connects and errors itself, hands
-//! announces and scrapes to the swarm workers in one batch per swarm worker
-//! per read, gathers scrapes that span several swarm workers, encodes the
-//! answers and sends them in batches. It never blocks on a swarm worker: a
-//! full channel drops the batch and counts it. HTTP connections are in
-//! [`http`].
+//! It reads datagrams in batches, answers connects and errors itself, and
+//! sorts announces and scrapes into one batch per shard, which it hands over
+//! through [`Dispatch`] (handled here or by the swarm workers). It encodes
+//! the answers and sends them in batches. Scrapes that span several shards
+//! are gathered by [`PendingScrapes`]; HTTP connections are in [`http`].
 
 mod http;
 
@@ -16,18 +15,17 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Events, Interest, Poll, Token};
 
-use super::swarm::Inline;
+use super::dispatch::Dispatch;
+use super::scrape::{Finished, PendingScrapes};
 use super::{
-    shard_of, Origin, Reply, RequestBatch, ResponseBatch, SharedSettings, Shutdown, SwarmRequest,
-    SwarmResponse, Wakes,
+    shard_of, Origin, Reply, ResponseBatch, SharedSettings, Shutdown, SwarmRequest, SwarmResponse,
+    Wakes,
 };
 use crate::access::{AccessList, AccessReader, Account};
 use crate::connection_id::ConnectionIds;
-use crate::protocol::udp::{self, ParseError, Request, ScrapeStats, TransactionId};
-use crate::protocol::InfoHash;
+use crate::protocol::udp::{self, ParseError, Request, TransactionId};
 use crate::stats::{FamilyCounters, Stats};
 use crate::swarm::{Announce, PeerAddr};
 use crate::sys::{RecvBatch, SendQueue};
@@ -39,15 +37,6 @@ pub const WAKE_TOKEN: Token = Token(usize::MAX);
 /// below are UDP sockets.
 const LISTENER_BASE: usize = 1 << 30;
 const CONN_BASE: usize = 1 << 31;
-
-/// A scrape gives up when its parts have not all come back by then.
-const SCRAPE_TIMEOUT_SECS: u32 = 5;
-/// Scrapes waiting for parts at once, per worker; more are refused.
-const MAX_PENDING_SCRAPES: usize = 1 << 16;
-/// Batches in flight to each swarm worker before the socket worker waits
-/// for one to come back (see `wait_for_swarm`). Measured on one shared core:
-/// 2 gave 7–12 % more responses per CPU-second than no limit.
-const MAX_IN_FLIGHT: usize = 2;
 
 /// How long a stopping worker waits for answers already asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,18 +81,6 @@ impl UdpEntry {
     }
 }
 
-struct PendingScrape {
-    origin: Origin,
-    generation: u32,
-    /// The hashes asked for (HTTP only: its reply names them).
-    hashes: Vec<InfoHash>,
-    stats: Vec<ScrapeStats>,
-    remaining: u16,
-    /// A part was lost (its batch dropped): don't answer.
-    failed: bool,
-    created: u32,
-}
-
 /// The sockets a socket worker serves.
 pub struct Sockets {
     pub udp: Vec<std::net::UdpSocket>,
@@ -117,8 +94,8 @@ pub struct SocketWorker {
     http: http::Http,
     recv: RecvBatch,
     ids: ConnectionIds,
-    to_swarm: Vec<Sender<RequestBatch>>,
-    from_swarm: Receiver<ResponseBatch>,
+    /// How the batches in `outgoing` get handled.
+    dispatch: Dispatch,
     wakes: Wakes,
     shutdown: Arc<Shutdown>,
     stats: Arc<Stats>,
@@ -131,11 +108,8 @@ pub struct SocketWorker {
     access: AccessReader,
     started: Instant,
     now: u32,
-    /// The batch being filled for each swarm worker.
+    /// The batch being filled for each shard.
     outgoing: Vec<Vec<SwarmRequest>>,
-    request_pool: Vec<Vec<SwarmRequest>>,
-    reply_pool: Vec<ResponseBatch>,
-    in_flight: usize,
     /// Whether the UDP sockets are in the poll (each entry also knows, in
     /// `UdpEntry::in_poll`). They are only while the worker may sleep. A
     /// socket in an epoll set has a waiter on its wait queue, and the kernel
@@ -151,23 +125,18 @@ pub struct SocketWorker {
     udp_in_poll: bool,
     /// Datagrams read since the last sleep.
     read_since_sleep: usize,
-    /// With inline dispatch, the shards this worker handles its batches
-    /// against itself (empty: it hands them to the swarm workers).
-    inline: Vec<Arc<dyn Inline>>,
-    pending: Vec<Option<PendingScrape>>,
-    free_pending: Vec<u32>,
-    next_generation: u32,
+    /// Scrapes waiting for their parts.
+    scrapes: PendingScrapes,
 }
 
 impl SocketWorker {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         id: usize,
         poll: Poll,
         sockets: Sockets,
         ids: ConnectionIds,
-        to_swarm: Vec<Sender<RequestBatch>>,
-        from_swarm: Receiver<ResponseBatch>,
+        dispatch: Dispatch,
         wakes: Wakes,
         shutdown: Arc<Shutdown>,
         stats: Arc<Stats>,
@@ -190,7 +159,7 @@ impl SocketWorker {
             });
         }
         let http = http::Http::new(&poll, sockets.http, &settings.http)?;
-        let swarm_workers = to_swarm.len();
+        let shards = dispatch.shards();
         Ok(SocketWorker {
             id,
             poll,
@@ -198,8 +167,7 @@ impl SocketWorker {
             http,
             recv: RecvBatch::new(),
             ids,
-            to_swarm,
-            from_swarm,
+            dispatch,
             wakes,
             shutdown,
             stats,
@@ -210,30 +178,16 @@ impl SocketWorker {
             access: AccessReader::default(),
             started,
             now: 0,
-            outgoing: (0..swarm_workers).map(|_| Vec::new()).collect(),
-            request_pool: Vec::new(),
-            reply_pool: Vec::new(),
-            in_flight: 0,
+            outgoing: (0..shards).map(|_| Vec::new()).collect(),
             udp_in_poll: false,
             read_since_sleep: 0,
-            inline: Vec::new(),
-            pending: Vec::new(),
-            free_pending: Vec::new(),
-            next_generation: 0,
+            scrapes: PendingScrapes::default(),
         })
     }
 
     /// Enforces the access lists of `access` (without it, none).
     pub fn with_access(mut self, access: AccessReader) -> SocketWorker {
         self.access = access;
-        self
-    }
-
-    /// Handles its batches against `shards` itself rather than hand them to
-    /// the swarm workers (`[workers] dispatch = "inline"`).
-    pub fn with_inline(mut self, shards: Vec<Arc<dyn Inline>>) -> SocketWorker {
-        debug_assert!(shards.is_empty() || shards.len() == self.outgoing.len());
-        self.inline = shards;
         self
     }
 
@@ -247,7 +201,8 @@ impl SocketWorker {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             // A socket still readable after `work` gave up its turn has
             // no new edge to report: poll without sleeping.
-            let timeout = if self.from_swarm.is_empty() && !self.sockets.iter().any(|s| s.readable)
+            let timeout = if !self.dispatch.has_responses()
+                && !self.sockets.iter().any(|s| s.readable)
             {
                 next_housekeeping.saturating_duration_since(Instant::now())
             } else {
@@ -366,7 +321,10 @@ impl SocketWorker {
             self.deregister_udp_if_busy();
             self.send_batches();
             self.answer();
-            self.wait_for_swarm();
+            if let Some(batch) = self.dispatch.wait_if_busy() {
+                self.answer_batch(batch);
+                self.answer();
+            }
             if !progress || self.shutdown.requested() {
                 break;
             }
@@ -402,25 +360,6 @@ impl SocketWorker {
         }
     }
 
-    /// When several batches are out, waits (briefly) for one to come back.
-    ///
-    /// Why: with a socket and a swarm worker sharing a core, the swarm worker
-    /// runs only while this thread waits. A socket worker that keeps reading
-    /// while answers queue up runs out its time slice, and every answer
-    /// waits for it: milliseconds of latency, and a load that goes in bursts.
-    /// Waiting here hands the core over at once. On separate cores the wait
-    /// is short, as the swarm worker is already at work on the batch.
-    fn wait_for_swarm(&mut self) {
-        if self.in_flight < MAX_IN_FLIGHT * self.to_swarm.len() {
-            return;
-        }
-        if let Ok(batch) = self.from_swarm.recv_timeout(Duration::from_millis(5)) {
-            self.in_flight = self.in_flight.saturating_sub(1);
-            self.answer_batch(batch);
-            self.answer();
-        }
-    }
-
     fn handle_datagrams(&mut self, socket: usize) {
         let counters = self.stats.socket[self.id].udp(self.sockets[socket].v6);
         let slot = ConnectionIds::slot(self.now as u64);
@@ -432,9 +371,7 @@ impl SocketWorker {
             ids,
             outgoing,
             settings,
-            pending,
-            free_pending,
-            next_generation,
+            scrapes,
             now,
             access,
             ..
@@ -534,15 +471,9 @@ impl SocketWorker {
                             transaction_id: s.transaction_id.0,
                         },
                     };
-                    let scrape = Scrape {
-                        pending,
-                        free_pending,
-                        next_generation,
-                        outgoing,
-                        now: *now,
-                        access,
-                    };
-                    if !scrape.start(origin, &s.info_hashes, false) {
+                    if !scrapes.start(origin, &s.info_hashes, false, *now, outgoing, |h| {
+                        access.allows(h)
+                    }) {
                         counters.dropped_channel_full.inc();
                     }
                 }
@@ -563,65 +494,22 @@ impl SocketWorker {
         }
     }
 
-    /// Hands each non-empty outgoing batch to its swarm worker, or with
-    /// inline dispatch handles it here.
-    fn send_batches(&mut self) {
-        if !self.inline.is_empty() {
-            self.handle_inline();
-            return;
-        }
-        for shard in 0..self.outgoing.len() {
-            if self.outgoing[shard].is_empty() {
-                continue;
-            }
-            let fresh = self.request_pool.pop().unwrap_or_default();
-            let requests = std::mem::replace(&mut self.outgoing[shard], fresh);
-            let reply = self.reply_pool.pop().unwrap_or_default();
-            let batch = RequestBatch {
-                from: self.id,
-                requests,
-                reply,
-            };
-            match self.to_swarm[shard].try_send(batch) {
-                Ok(()) => self.in_flight += 1,
-                Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
-                    self.dropped(batch);
-                }
-            }
-        }
-    }
-
-    /// Handles each non-empty outgoing batch against its shard and sends the
-    /// answers. An answer to an HTTP request may queue the connection's next
+    /// Hands each non-empty outgoing batch over and answers what is ready.
+    /// An answer to an HTTP request may queue the connection's next
     /// pipelined request, so this goes on until no batch is left (a
     /// connection's buffered requests are bounded, so it ends).
-    fn handle_inline(&mut self) {
-        loop {
-            let mut handled = false;
-            for shard in 0..self.outgoing.len() {
-                if self.outgoing[shard].is_empty() {
-                    continue;
-                }
-                handled = true;
-                let mut reply = self.reply_pool.pop().unwrap_or_default();
-                self.inline[shard].handle(&mut self.outgoing[shard], &mut reply);
-                self.answer_batch(reply);
+    fn send_batches(&mut self) {
+        while self.outgoing.iter().any(|b| !b.is_empty()) {
+            for requests in self.dispatch.submit(&mut self.outgoing) {
+                self.dropped(requests);
             }
-            if !handled {
-                break;
-            }
+            self.answer();
         }
-        self.flush_udp();
     }
 
     /// A batch that could not be handed over: count it, give up its scrapes,
     /// tell its HTTP clients.
-    fn dropped(&mut self, batch: RequestBatch) {
-        let RequestBatch {
-            mut requests,
-            reply,
-            ..
-        } = batch;
+    fn dropped(&mut self, mut requests: Vec<SwarmRequest>) {
         for r in requests.drain(..) {
             let origin = match r {
                 SwarmRequest::Announce { origin, .. } => {
@@ -631,22 +519,18 @@ impl SocketWorker {
                     origin
                 }
                 SwarmRequest::ScrapePart { pending, .. } => {
-                    let Some(p) = self.pending_mut(pending) else {
+                    let Some(origin) = self.scrapes.origin(pending) else {
                         continue;
                     };
-                    p.failed = true;
-                    p.remaining = p.remaining.saturating_sub(1);
-                    let origin = p.origin;
-                    if p.remaining == 0 {
-                        self.finish_scrape(pending as u32 as usize);
+                    if let Some(finished) = self.scrapes.part_lost(pending) {
+                        self.finish_scrape(finished);
                     }
                     origin
                 }
             };
             self.counters(origin).dropped_channel_full.inc();
         }
-        self.request_pool.push(requests);
-        self.reply_pool.push(reply);
+        self.dispatch.recycle_requests(requests);
     }
 
     fn counters(&self, origin: Origin) -> &FamilyCounters {
@@ -657,21 +541,8 @@ impl SocketWorker {
         }
     }
 
-    fn pending_mut(&mut self, key: u64) -> Option<&mut PendingScrape> {
-        let idx = key as u32 as usize;
-        let generation = (key >> 32) as u32;
-        match self.pending.get_mut(idx) {
-            Some(Some(p)) if p.generation == generation => Some(p),
-            _ => None,
-        }
-    }
-
-    /// Answers a scrape whose parts are all in (or lost), and frees it.
-    fn finish_scrape(&mut self, idx: usize) {
-        let Some(p) = self.pending.get_mut(idx).and_then(Option::take) else {
-            return;
-        };
-        self.free_pending.push(idx as u32);
+    /// Answers a scrape whose parts are all in (or lost).
+    fn finish_scrape(&mut self, p: Finished) {
         match p.origin.reply {
             Reply::Udp {
                 socket,
@@ -700,10 +571,9 @@ impl SocketWorker {
         }
     }
 
-    /// Encodes and sends what the swarm workers answered.
+    /// Encodes and sends the answers that are ready.
     fn answer(&mut self) {
-        while let Ok(batch) = self.from_swarm.try_recv() {
-            self.in_flight = self.in_flight.saturating_sub(1);
+        while let Some(batch) = self.dispatch.try_response() {
             self.answer_batch(batch);
         }
         self.flush_udp();
@@ -764,47 +634,23 @@ impl SocketWorker {
                     }
                 }
                 SwarmResponse::ScrapePart { pending, stats } => {
-                    let Some(p) = self.pending_mut(pending) else {
-                        continue;
-                    };
-                    for (i, s) in stats {
-                        if let Some(slot) = p.stats.get_mut(i as usize) {
-                            *slot = s;
-                        }
-                    }
-                    p.remaining = p.remaining.saturating_sub(1);
-                    if p.remaining == 0 {
-                        self.finish_scrape(pending as u32 as usize);
+                    if let Some(finished) = self.scrapes.part_answered(pending, stats) {
+                        self.finish_scrape(finished);
                     }
                 }
             }
         }
         batch.responses = responses;
-        batch.peers.clear();
-        batch.peer_ids.clear();
-        let spare = std::mem::take(&mut batch.spare);
-        // (Inline batches bring no request vector back.)
-        if spare.capacity() > 0 && self.request_pool.len() < 64 {
-            self.request_pool.push(spare);
-        }
-        if self.reply_pool.len() < 64 {
-            self.reply_pool.push(batch);
-        }
+        self.dispatch.recycle(batch);
     }
 
     /// Gives up scrapes whose parts did not all come back in time.
     fn expire_scrapes(&mut self) {
-        let now = self.now;
-        for idx in 0..self.pending.len() {
-            let origin = match &mut self.pending[idx] {
-                Some(p) if now.saturating_sub(p.created) > SCRAPE_TIMEOUT_SECS => {
-                    p.failed = true;
-                    p.origin
-                }
-                _ => continue,
-            };
-            self.counters(origin).dropped_scrape_timeout.inc();
-            self.finish_scrape(idx);
+        let mut given_up = Vec::new();
+        self.scrapes.expire(self.now, |f| given_up.push(f));
+        for f in given_up {
+            self.counters(f.origin).dropped_scrape_timeout.inc();
+            self.finish_scrape(f);
         }
     }
 
@@ -813,87 +659,10 @@ impl SocketWorker {
     fn drain(&mut self) {
         self.send_batches();
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while self.in_flight > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.from_swarm.recv_timeout(left) {
-                Ok(batch) => {
-                    self.in_flight -= 1;
-                    self.answer_batch(batch);
-                }
-                Err(_) => break,
-            }
+        while let Some(batch) = self.dispatch.drain(deadline) {
+            self.answer_batch(batch);
         }
         self.answer();
         self.http_flush_all();
-    }
-}
-
-/// The parts of a socket worker a new scrape needs, borrowed apart from the
-/// rest so the UDP path can start one while it reads its receive buffers.
-struct Scrape<'a> {
-    pending: &'a mut Vec<Option<PendingScrape>>,
-    free_pending: &'a mut Vec<u32>,
-    next_generation: &'a mut u32,
-    outgoing: &'a mut [Vec<SwarmRequest>],
-    now: u32,
-    /// Hashes it refuses are not asked for: they stay zeros.
-    access: &'a AccessList,
-}
-
-impl Scrape<'_> {
-    /// Files a pending scrape and queues one part per swarm worker that
-    /// holds some of its hashes. False when too many scrapes are pending.
-    fn start(self, origin: Origin, hashes: &[InfoHash], keep_hashes: bool) -> bool {
-        let idx = match self.free_pending.pop() {
-            Some(i) => i as usize,
-            None if self.pending.len() < MAX_PENDING_SCRAPES => {
-                self.pending.push(None);
-                self.pending.len() - 1
-            }
-            None => return false,
-        };
-        *self.next_generation = self.next_generation.wrapping_add(1);
-        let generation = *self.next_generation;
-        let key = ((generation as u64) << 32) | idx as u64;
-        let shards = self.outgoing.len();
-        let mut parts = 0u16;
-        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
-            let mine: Vec<(u8, InfoHash)> = hashes
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| shard_of(h, shards) == shard && self.access.allows(h))
-                .map(|(i, h)| (i as u8, *h))
-                .collect();
-            if !mine.is_empty() {
-                parts += 1;
-                batch.push(SwarmRequest::ScrapePart {
-                    pending: key,
-                    hashes: mine,
-                });
-            }
-        }
-        if parts == 0 {
-            // Every hash refused: one empty part, so that the answer (all
-            // zeros, as for unknown torrents) goes the usual way.
-            parts = 1;
-            self.outgoing[0].push(SwarmRequest::ScrapePart {
-                pending: key,
-                hashes: Vec::new(),
-            });
-        }
-        self.pending[idx] = Some(PendingScrape {
-            origin,
-            generation,
-            hashes: if keep_hashes {
-                hashes.to_vec()
-            } else {
-                Vec::new()
-            },
-            stats: vec![ScrapeStats::default(); hashes.len()],
-            remaining: parts,
-            failed: false,
-            created: self.now,
-        });
-        true
     }
 }

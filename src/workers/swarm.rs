@@ -55,12 +55,12 @@ impl<X: PeerData + Send> Inline for Mutex<Shard<X>> {
 
 pub struct SwarmWorker<X: PeerData = NoPeerIds> {
     pub shard: Arc<Mutex<Shard<X>>>,
-    /// Batches from socket workers (none come with inline dispatch; the
-    /// channel then only tells when every socket worker has gone).
+    /// Batches from socket workers, with channel dispatch (with inline
+    /// dispatch, `crossbeam_channel::never()`).
     pub requests: Receiver<RequestBatch>,
-    /// Queries and new settings from the main and stats threads.
+    /// Queries, new settings and the stop from the main and stats threads.
     pub control: Receiver<Control>,
-    /// One sender per socket worker, by index.
+    /// One sender per socket worker, by index (none with inline dispatch).
     pub responses: Vec<Sender<ResponseBatch>>,
     pub wakes: Wakes,
     pub cleaning_interval: Duration,
@@ -96,13 +96,15 @@ impl<X: PeerData> SwarmWorker<X> {
             select! {
                 recv(self.requests) -> batch => match batch {
                     Ok(batch) => self.handle(batch),
-                    // Every socket worker has gone: the tracker is stopping.
-                    Err(_) => break,
+                    // Every socket worker has gone (they stop first): no
+                    // more batches, but the stop comes on `control`.
+                    Err(_) => self.requests = crossbeam_channel::never(),
                 },
-                recv(self.control) -> message => {
-                    if let Ok(message) = message {
-                        self.control(message);
-                    }
+                recv(self.control) -> message => match message {
+                    Ok(Control::Stop) => break,
+                    Ok(message) => self.control(message),
+                    // The tracker was dropped without a stop.
+                    Err(_) => break,
                 },
                 default(wait) => {}
             }
@@ -144,6 +146,7 @@ impl<X: PeerData> SwarmWorker<X> {
                 let _ = reply.try_send(shard.swarms.scrape(&info_hash));
             }
             Control::Config(config) => shard.swarms.set_config(config),
+            Control::Stop => {}
         }
     }
 

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use mio::{Interest, Poll, Token};
 
-use super::{Scrape, SocketWorker, CONN_BASE, LISTENER_BASE};
+use super::{SocketWorker, CONN_BASE, LISTENER_BASE};
 use crate::access::Account;
 use crate::protocol::http::{
     self, AnnounceReply, HttpError, HttpRequest, ParseSettings, PeerFormat, Query,
@@ -377,15 +377,12 @@ impl SocketWorker {
                     return;
                 }
                 c.waiting = Some(Waiting::Scrape { keep_alive });
-                let scrape = Scrape {
-                    pending: &mut self.pending,
-                    free_pending: &mut self.free_pending,
-                    next_generation: &mut self.next_generation,
-                    outgoing: &mut self.outgoing,
-                    now: self.now,
-                    access: &access,
-                };
-                if !scrape.start(origin, &hashes, true) {
+                let started =
+                    self.scrapes
+                        .start(origin, &hashes, true, self.now, &mut self.outgoing, |h| {
+                            access.allows(h)
+                        });
+                if !started {
                     counters.dropped_channel_full.inc();
                     c.waiting = None;
                     self.http_reply_failure(idx, "tracker busy, try again", keep_alive);
