@@ -23,9 +23,9 @@ use crate::protocol::udp::ScrapeStats;
 use crate::protocol::InfoHash;
 use crate::stats::Stats;
 use crate::swarm::Swarms;
+use crate::workers::dispatch::Dispatch;
 use crate::workers::socket::{HttpSettings, SocketSettings, SocketWorker, Sockets, WAKE_TOKEN};
 use crate::workers::swarm::{Inline, Shard, SwarmWorker};
-use crate::workers::dispatch::Dispatch;
 use crate::workers::{shard_of, Control, SharedSettings, Shutdown, Wake};
 
 /// Why a tracker could not start.
@@ -236,7 +236,7 @@ fn bind_all(
 }
 
 /// The socket workers' settings from a configuration.
-fn socket_settings(config: &Config) -> SocketSettings {
+pub(crate) fn socket_settings(config: &Config) -> SocketSettings {
     let real_ip_header =
         Some(config.http.real_ip_header.to_ascii_lowercase()).filter(|h| !h.is_empty());
     SocketSettings {

@@ -117,8 +117,7 @@ impl Dispatch {
                     };
                     match d.to_swarm[shard].try_send(batch) {
                         Ok(()) => d.in_flight += 1,
-                        Err(TrySendError::Full(batch))
-                        | Err(TrySendError::Disconnected(batch)) => {
+                        Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
                             if d.reply_pool.len() < POOL {
                                 d.reply_pool.push(batch.reply);
                             }

@@ -7,7 +7,10 @@
 //! the answers and sends them in batches. Scrapes that span several shards
 //! are gathered by [`PendingScrapes`]; HTTP connections are in [`http`].
 
+mod answer;
 mod http;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,11 +21,8 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use super::dispatch::Dispatch;
-use super::scrape::{Finished, PendingScrapes};
-use super::{
-    shard_of, Origin, Reply, ResponseBatch, SharedSettings, Shutdown, SwarmRequest, SwarmResponse,
-    Wakes,
-};
+use super::scrape::PendingScrapes;
+use super::{shard_of, Origin, Reply, SharedSettings, Shutdown, SwarmRequest, Wakes};
 use crate::access::{AccessList, AccessReader, Account};
 use crate::connection_id::ConnectionIds;
 use crate::protocol::udp::{self, ParseError, Request, TransactionId};
@@ -201,13 +201,12 @@ impl SocketWorker {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             // A socket still readable after `work` gave up its turn has
             // no new edge to report: poll without sleeping.
-            let timeout = if !self.dispatch.has_responses()
-                && !self.sockets.iter().any(|s| s.readable)
-            {
-                next_housekeeping.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
+            let timeout =
+                if !self.dispatch.has_responses() && !self.sockets.iter().any(|s| s.readable) {
+                    next_housekeeping.saturating_duration_since(Instant::now())
+                } else {
+                    Duration::ZERO
+                };
             if !timeout.is_zero() {
                 self.register_udp()?;
             }
@@ -504,153 +503,6 @@ impl SocketWorker {
                 self.dropped(requests);
             }
             self.answer();
-        }
-    }
-
-    /// A batch that could not be handed over: count it, give up its scrapes,
-    /// tell its HTTP clients.
-    fn dropped(&mut self, mut requests: Vec<SwarmRequest>) {
-        for r in requests.drain(..) {
-            let origin = match r {
-                SwarmRequest::Announce { origin, .. } => {
-                    if let Reply::Http { conn, generation } = origin.reply {
-                        self.http_failure(conn, generation, "tracker busy, try again");
-                    }
-                    origin
-                }
-                SwarmRequest::ScrapePart { pending, .. } => {
-                    let Some(origin) = self.scrapes.origin(pending) else {
-                        continue;
-                    };
-                    if let Some(finished) = self.scrapes.part_lost(pending) {
-                        self.finish_scrape(finished);
-                    }
-                    origin
-                }
-            };
-            self.counters(origin).dropped_channel_full.inc();
-        }
-        self.dispatch.recycle_requests(requests);
-    }
-
-    fn counters(&self, origin: Origin) -> &FamilyCounters {
-        let c = &self.stats.socket[self.id];
-        match origin.reply {
-            Reply::Udp { .. } => c.udp(origin.is_v6()),
-            Reply::Http { .. } => c.http(origin.is_v6()),
-        }
-    }
-
-    /// Answers a scrape whose parts are all in (or lost).
-    fn finish_scrape(&mut self, p: Finished) {
-        match p.origin.reply {
-            Reply::Udp {
-                socket,
-                transaction_id,
-            } => {
-                if p.failed {
-                    return;
-                }
-                if let Some(entry) = self.sockets.get_mut(socket as usize) {
-                    entry.queue.push(p.origin.addr, |buf| {
-                        udp::write_scrape(buf, TransactionId(transaction_id), &p.stats)
-                    });
-                    self.stats.socket[self.id]
-                        .udp(entry.v6)
-                        .responses_scrape
-                        .inc();
-                }
-            }
-            Reply::Http { conn, generation } => {
-                if p.failed {
-                    self.http_failure(conn, generation, "tracker busy, try again");
-                } else {
-                    self.http_scrape_reply(conn, generation, &p.hashes, &p.stats);
-                }
-            }
-        }
-    }
-
-    /// Encodes and sends the answers that are ready.
-    fn answer(&mut self) {
-        while let Some(batch) = self.dispatch.try_response() {
-            self.answer_batch(batch);
-        }
-        self.flush_udp();
-    }
-
-    /// Sends the queued UDP answers.
-    fn flush_udp(&mut self) {
-        for entry in &mut self.sockets {
-            if entry.queue.is_empty() {
-                continue;
-            }
-            let (_, bytes, dropped) = entry.queue.flush(entry.socket.as_raw_fd());
-            let c = self.stats.socket[self.id].udp(entry.v6);
-            c.bytes_sent.add(bytes as u64);
-            c.dropped_send.add(dropped as u64);
-        }
-    }
-
-    fn answer_batch(&mut self, mut batch: ResponseBatch) {
-        let interval = self.settings.interval;
-        let mut responses = std::mem::take(&mut batch.responses);
-        for response in responses.drain(..) {
-            match response {
-                SwarmResponse::Announce {
-                    origin,
-                    counts,
-                    peers,
-                    ids,
-                } => {
-                    let peers = &batch.peers[peers.0 as usize..peers.1 as usize];
-                    let ids = &batch.peer_ids[ids.0 as usize..ids.1 as usize];
-                    match origin.reply {
-                        Reply::Udp {
-                            socket,
-                            transaction_id,
-                        } => {
-                            let Some(entry) = self.sockets.get_mut(socket as usize) else {
-                                continue;
-                            };
-                            entry.queue.push(origin.addr, |buf| {
-                                udp::write_announce(
-                                    buf,
-                                    TransactionId(transaction_id),
-                                    interval,
-                                    counts.leechers,
-                                    counts.seeders,
-                                    peers,
-                                )
-                            });
-                            self.stats.socket[self.id]
-                                .udp(entry.v6)
-                                .responses_announce
-                                .inc();
-                        }
-                        Reply::Http { conn, generation } => {
-                            self.http_announce_reply(conn, generation, counts, peers, ids);
-                        }
-                    }
-                }
-                SwarmResponse::ScrapePart { pending, stats } => {
-                    if let Some(finished) = self.scrapes.part_answered(pending, stats) {
-                        self.finish_scrape(finished);
-                    }
-                }
-            }
-        }
-        batch.responses = responses;
-        self.dispatch.recycle(batch);
-    }
-
-    /// Gives up scrapes whose parts did not all come back in time.
-    fn expire_scrapes(&mut self) {
-        let mut given_up = Vec::new();
-        self.scrapes.expire(self.now, |f| given_up.push(f));
-        for f in given_up {
-            self.counters(f.origin).dropped_scrape_timeout.inc();
-            self.finish_scrape(f);
         }
     }
 
