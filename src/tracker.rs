@@ -473,30 +473,73 @@ impl Tracker {
 
     /// Applies what can change without a restart: announce and swarm
     /// settings, HTTP limits. Returns the keys that changed but need a
-    /// restart (addresses, worker counts, buffers, channel sizes).
+    /// restart, every one by name, so the log can say what was not applied.
+    /// (`[access]` files and mode and `[log]` are applied by the caller.)
     pub fn reload(&self, new: &Config) -> Vec<&'static str> {
         let mut current = self.config.lock();
-        let mut restart = Vec::new();
-        if new.udp.addresses != current.udp.addresses {
-            restart.push("udp.addresses");
-        }
-        if new.udp.recv_buffer_size != current.udp.recv_buffer_size
-            || new.udp.send_buffer_size != current.udp.send_buffer_size
-        {
-            restart.push("udp buffer sizes");
-        }
-        if new.http.addresses != current.http.addresses {
-            restart.push("http.addresses");
-        }
-        if new.workers != current.workers {
-            restart.push("[workers]");
-        }
-        if new.swarm.cleaning_interval != current.swarm.cleaning_interval {
-            restart.push("swarm.cleaning_interval");
-        }
-        if new.swarm.peer_ids != current.swarm.peer_ids {
-            restart.push("swarm.peer_ids");
-        }
+        let old = &*current;
+        // Why a list beside `socket_settings` and `swarm_config` rather
+        // than a diff of whole tables: most keys of a table are applied, and
+        // the operator must be told which exact key was not.
+        let restart_only = [
+            ("udp.addresses", new.udp.addresses != old.udp.addresses),
+            (
+                "udp.recv_buffer_size",
+                new.udp.recv_buffer_size != old.udp.recv_buffer_size,
+            ),
+            (
+                "udp.send_buffer_size",
+                new.udp.send_buffer_size != old.udp.send_buffer_size,
+            ),
+            ("http.addresses", new.http.addresses != old.http.addresses),
+            (
+                "workers.socket_workers",
+                new.workers.socket_workers != old.workers.socket_workers,
+            ),
+            (
+                "workers.swarm_workers",
+                new.workers.swarm_workers != old.workers.swarm_workers,
+            ),
+            (
+                "workers.channel_capacity",
+                new.workers.channel_capacity != old.workers.channel_capacity,
+            ),
+            (
+                "workers.dispatch",
+                new.workers.dispatch != old.workers.dispatch,
+            ),
+            (
+                "swarm.cleaning_interval",
+                new.swarm.cleaning_interval != old.swarm.cleaning_interval,
+            ),
+            ("swarm.peer_ids", new.swarm.peer_ids != old.swarm.peer_ids),
+            // The reload thread's period is fixed when it starts.
+            (
+                "access.reload_interval",
+                new.access.reload_interval != old.access.reload_interval,
+            ),
+            // The stats thread binds once and sizes its top list once.
+            ("stats.address", new.stats.address != old.stats.address),
+            ("stats.interval", new.stats.interval != old.stats.interval),
+            (
+                "stats.top_torrents",
+                new.stats.top_torrents != old.stats.top_torrents,
+            ),
+            // Privileges are dropped once, after binding; there is no way
+            // back to root to switch again.
+            (
+                "privileges.user",
+                new.privileges.user != old.privileges.user,
+            ),
+            (
+                "privileges.group",
+                new.privileges.group != old.privileges.group,
+            ),
+        ];
+        let restart = restart_only
+            .into_iter()
+            .filter_map(|(key, changed)| changed.then_some(key))
+            .collect();
         for c in &self.view.controls {
             let _ = c.send_timeout(Control::Config(new.swarm_config()), Duration::from_secs(1));
         }

@@ -344,3 +344,149 @@ fn started_as_root_it_switches_to_the_configured_user() {
     assert!(d.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGHUP used to say nothing of `[stats]`, `[privileges]` and
+/// `access.reload_interval`: a changed key that only a restart applies must
+/// be named, every one of them, and a key that reload applies must not be.
+#[test]
+fn reload_names_every_key_that_needs_a_restart() {
+    use swarmd::config::{Dispatch, LogLevel, Positive};
+    let mut base = swarmd::Config::default();
+    base.udp.addresses = vec!["127.0.0.1:0".parse().unwrap()];
+    base.http.addresses = base.udp.addresses.clone();
+    base.stats.address = "127.0.0.1:0".into();
+    let t = swarmd::start(&base).unwrap();
+    // The running settings again: nothing to name.
+    assert_eq!(t.reload(&base), Vec::<&str>::new());
+
+    // Every key of every table, so that a new key fails to compile here
+    // until it is sorted into one of the two lists below.
+    let swarmd::Config {
+        udp:
+            swarmd::config::UdpConfig {
+                addresses: _,
+                recv_buffer_size: _,
+                send_buffer_size: _,
+                max_scrape_torrents: _,
+            },
+        http:
+            swarmd::config::HttpConfig {
+                addresses: _,
+                max_connections: _,
+                max_head_size: _,
+                idle_timeout: _,
+                real_ip_header: _,
+                trusted_proxies: _,
+                allow_ip_param: _,
+            },
+        workers:
+            swarmd::config::WorkersConfig {
+                socket_workers: _,
+                swarm_workers: _,
+                channel_capacity: _,
+                dispatch: _,
+            },
+        announce:
+            swarmd::config::AnnounceConfig {
+                interval: _,
+                min_interval: _,
+                default_numwant: _,
+                max_numwant: _,
+            },
+        swarm:
+            swarmd::config::SwarmTable {
+                peer_timeout: _,
+                cleaning_interval: _,
+                max_peers_per_torrent: _,
+                max_torrents: _,
+                peer_ids: _,
+            },
+        access:
+            swarmd::access::AccessConfig {
+                mode: _,
+                info_hash_file: _,
+                passkeys_file: _,
+                reload_interval: _,
+            },
+        stats:
+            swarmd::config::StatsConfig {
+                address: _,
+                interval: _,
+                top_torrents: _,
+            },
+        privileges: swarmd::config::PrivilegesConfig { user: _, group: _ },
+        log: swarmd::config::LogConfig { level: _ },
+    } = &base;
+
+    type Edit = fn(&mut swarmd::Config);
+    let restart: [(&str, Edit); 16] = [
+        ("udp.addresses", |c| c.udp.addresses.clear()),
+        ("udp.recv_buffer_size", |c| c.udp.recv_buffer_size += 1),
+        ("udp.send_buffer_size", |c| c.udp.send_buffer_size += 1),
+        ("http.addresses", |c| c.http.addresses.clear()),
+        ("workers.socket_workers", |c| {
+            c.workers.socket_workers = 2.try_into().unwrap()
+        }),
+        ("workers.swarm_workers", |c| {
+            c.workers.swarm_workers = 2.try_into().unwrap()
+        }),
+        ("workers.channel_capacity", |c| {
+            c.workers.channel_capacity = Positive(7)
+        }),
+        ("workers.dispatch", |c| {
+            c.workers.dispatch = Dispatch::Channel
+        }),
+        ("swarm.cleaning_interval", |c| {
+            c.swarm.cleaning_interval = Positive(7)
+        }),
+        ("swarm.peer_ids", |c| c.swarm.peer_ids = true),
+        ("access.reload_interval", |c| c.access.reload_interval = 7),
+        ("stats.address", |c| c.stats.address = String::new()),
+        ("stats.interval", |c| c.stats.interval = Positive(7)),
+        ("stats.top_torrents", |c| c.stats.top_torrents = 7),
+        ("privileges.user", |c| c.privileges.user = "nobody".into()),
+        ("privileges.group", |c| {
+            c.privileges.group = "nogroup".into()
+        }),
+    ];
+    for (key, edit) in restart {
+        let mut changed = base.clone();
+        edit(&mut changed);
+        assert_eq!(t.reload(&changed), vec![key], "{key}");
+        // And back, so each case changes one key.
+        t.reload(&base);
+    }
+
+    // Applied by `reload` itself, or (`[access]` files and mode, `[log]`)
+    // by the SIGHUP handler before it.
+    let applied: [Edit; 18] = [
+        |c| c.udp.max_scrape_torrents = Positive(7),
+        |c| c.http.max_connections = Positive(7),
+        |c| c.http.max_head_size = Positive(700),
+        |c| c.http.idle_timeout = Positive(7),
+        |c| {
+            c.http.real_ip_header = "X-Real-IP".into();
+            c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        },
+        |c| c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()],
+        |c| c.http.allow_ip_param = true,
+        |c| c.announce.interval = Positive(1000),
+        |c| c.announce.min_interval = Positive(7),
+        |c| c.announce.default_numwant = 7,
+        |c| c.announce.max_numwant = 70,
+        |c| c.swarm.peer_timeout = Positive(7000),
+        |c| c.swarm.max_peers_per_torrent = 7,
+        |c| c.swarm.max_torrents = 7,
+        |c| c.access.mode = swarmd::access::AccessMode::Deny,
+        |c| c.access.info_hash_file = "list.txt".into(),
+        |c| c.access.passkeys_file = "keys.txt".into(),
+        |c| c.log.level = LogLevel(log::LevelFilter::Debug),
+    ];
+    for (i, edit) in applied.into_iter().enumerate() {
+        let mut changed = base.clone();
+        edit(&mut changed);
+        assert_eq!(t.reload(&changed), Vec::<&str>::new(), "applied key {i}");
+        t.reload(&base);
+    }
+    t.stop().unwrap();
+}
