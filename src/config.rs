@@ -424,6 +424,17 @@ mod tests {
         assert_eq!(parsed, Config::default());
     }
 
+    /// The swarm's own default said 100 peers at most, the config's 200: a
+    /// bench or test on `SwarmConfig::default()` ran another tracker than
+    /// the one shipped.
+    #[test]
+    fn swarm_defaults_are_the_config_defaults() {
+        let from_config = Config::default().swarm_config();
+        let own = crate::swarm::SwarmConfig::default();
+        assert_eq!(own.max_numwant, from_config.max_numwant);
+        assert_eq!(own, from_config);
+    }
+
     #[test]
     fn empty_file_is_the_defaults() {
         assert_eq!(Config::parse("", "x").unwrap(), Config::default());
