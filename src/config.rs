@@ -190,8 +190,10 @@ pub struct SwarmTable {
     /// for new torrents get empty replies and are not stored.
     pub max_torrents: usize,
     /// Keep each peer's 20-byte peer id, so that HTTP clients asking for
-    /// the dictionary model (compact=0) get `peer id`s. Costs 20 bytes per
-    /// peer; off by default, as clients ask for compact lists.
+    /// the dictionary model (compact=0) get it with `peer id`s. Costs 20
+    /// bytes per peer. Off, they get compact lists (BEP 23 lets a tracker
+    /// choose), unless they sent no_peer_id=1: that gets dictionaries
+    /// without ids. Clients ask for compact lists anyway.
     pub peer_ids: bool,
 }
 
