@@ -171,8 +171,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &std::path::Path, notify: Option<&std::path::Path>) -> Daemon {
+        Daemon::with_args(&["--config", config.to_str().unwrap()], notify)
+    }
+
+    fn with_args(args: &[&str], notify: Option<&std::path::Path>) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmd"));
-        cmd.args(["--config", config.to_str().unwrap()])
+        cmd.args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -217,13 +221,14 @@ impl Daemon {
     }
 
     fn udp_addr(&mut self) -> SocketAddr {
-        let line = self.wait_for("listening on udp://");
-        line.rsplit("udp://")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        self.logged_addr("udp")
+    }
+
+    /// The address of the next "listening on SCHEME://" line.
+    fn logged_addr(&mut self, scheme: &str) -> SocketAddr {
+        let prefix = format!("{scheme}://");
+        let line = self.wait_for(&format!("listening on {prefix}"));
+        line.rsplit(&prefix).next().unwrap().trim().parse().unwrap()
     }
 }
 
@@ -306,6 +311,83 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
     assert_eq!(announce_interval(addr), 1000);
 
     d.signal(libc::SIGINT);
+    assert!(d.child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the binary to its end with `args`: exit code, stdout, stderr.
+fn swarmd(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmd"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn print_config_with_a_port_has_it_in_both_address_lists() {
+    let (code, out, _) = swarmd(&["--print-config", "--port", "7070"]);
+    assert_eq!(code, Some(0));
+    let lists: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("addresses = "))
+        .collect();
+    assert_eq!(
+        lists,
+        vec![r#"addresses = ["0.0.0.0:7070", "[::]:7070"]"#; 2],
+        "[udp] and [http]"
+    );
+    let printed = swarmd::Config::parse(&out, "printed").unwrap();
+    assert_eq!(printed, swarmd::Config::default().with_port(7070));
+    // The order does not matter, and -p is the short form.
+    let (_, again, _) = swarmd(&["-p", "7070", "--print-config"]);
+    assert_eq!(again, out);
+}
+
+#[test]
+fn a_bad_port_is_a_usage_error() {
+    for bad in ["x", "70000", "-1", ""] {
+        let (code, out, err) = swarmd(&["--port", bad, "--print-config"]);
+        assert_eq!(code, Some(2), "--port {bad:?}: {err}");
+        assert!(out.is_empty(), "--port {bad:?} printed {out}");
+        assert!(
+            err.contains("a port is a number from 0 to 65535"),
+            "--port {bad:?}: {err}"
+        );
+    }
+    let (code, _, err) = swarmd(&["--port"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--port"), "{err}");
+    let (code, out, _) = swarmd(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("swarmd --port N"), "{out}");
+}
+
+#[test]
+fn port_0_overrides_the_file_and_serves_on_free_ports() {
+    let dir = temp_dir("port");
+    let config = dir.join("tracker.toml");
+    std::fs::write(
+        &config,
+        "[udp]\naddresses = [\"127.0.0.1:6969\"]\n[http]\naddresses = [\"127.0.0.1:6969\"]\n[stats]\naddress = \"\"\n",
+    )
+    .unwrap();
+    let mut d = Daemon::with_args(&["--config", config.to_str().unwrap(), "--port", "0"], None);
+    let udp = d.logged_addr("udp");
+    let http = d.logged_addr("http");
+    // Port 0 gets a port from the kernel's ephemeral range, never 6969.
+    for addr in [udp, http] {
+        assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+        assert!(addr.port() != 0 && addr.port() != 6969, "{addr}");
+    }
+    assert_eq!(announce_interval(udp), 1800);
+    let mut h = util::http::HttpClient::connect(http);
+    assert_eq!(h.get("/scrape").status, 200);
+    d.signal(libc::SIGTERM);
     assert!(d.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
