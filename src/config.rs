@@ -46,7 +46,8 @@ pub struct UdpConfig {
     pub recv_buffer_size: usize,
     /// Kernel send buffer per socket (SO_SNDBUF), bytes.
     pub send_buffer_size: usize,
-    /// Most info hashes in one scrape. 74 fills one 1500-byte packet.
+    /// Most info hashes in one scrape, over UDP and HTTP. 74 fills one
+    /// 1500-byte UDP packet.
     pub max_scrape_torrents: Positive,
 }
 
