@@ -480,66 +480,41 @@ impl Tracker {
         let old = &*current;
         // Why a list beside `socket_settings` and `swarm_config` rather
         // than a diff of whole tables: most keys of a table are applied, and
-        // the operator must be told which exact key was not.
-        let restart_only = [
-            ("udp.addresses", new.udp.addresses != old.udp.addresses),
-            (
-                "udp.recv_buffer_size",
-                new.udp.recv_buffer_size != old.udp.recv_buffer_size,
-            ),
-            (
-                "udp.send_buffer_size",
-                new.udp.send_buffer_size != old.udp.send_buffer_size,
-            ),
-            ("http.addresses", new.http.addresses != old.http.addresses),
-            (
-                "workers.socket_workers",
-                new.workers.socket_workers != old.workers.socket_workers,
-            ),
-            (
-                "workers.swarm_workers",
-                new.workers.swarm_workers != old.workers.swarm_workers,
-            ),
-            (
-                "workers.channel_capacity",
-                new.workers.channel_capacity != old.workers.channel_capacity,
-            ),
-            (
-                "workers.dispatch",
-                new.workers.dispatch != old.workers.dispatch,
-            ),
-            (
-                "swarm.cleaning_interval",
-                new.swarm.cleaning_interval != old.swarm.cleaning_interval,
-            ),
-            ("swarm.peer_ids", new.swarm.peer_ids != old.swarm.peer_ids),
+        // the operator must be told which exact key was not. The names are
+        // made from the fields, so they are the keys of tracker.toml.
+        macro_rules! changed {
+            ($($table:ident . $key:ident),* $(,)?) => {
+                [$((
+                    concat!(stringify!($table), ".", stringify!($key)),
+                    new.$table.$key != old.$table.$key,
+                )),*]
+            };
+        }
+        let restart = changed![
+            udp.addresses,
+            udp.recv_buffer_size,
+            udp.send_buffer_size,
+            http.addresses,
+            workers.socket_workers,
+            workers.swarm_workers,
+            workers.channel_capacity,
+            workers.dispatch,
+            swarm.cleaning_interval,
+            swarm.peer_ids,
             // The reload thread's period is fixed when it starts.
-            (
-                "access.reload_interval",
-                new.access.reload_interval != old.access.reload_interval,
-            ),
+            access.reload_interval,
             // The stats thread binds once and sizes its top list once.
-            ("stats.address", new.stats.address != old.stats.address),
-            ("stats.interval", new.stats.interval != old.stats.interval),
-            (
-                "stats.top_torrents",
-                new.stats.top_torrents != old.stats.top_torrents,
-            ),
-            // Privileges are dropped once, after binding; there is no way
+            stats.address,
+            stats.interval,
+            stats.top_torrents,
+            // Privileges are dropped once, after binding: there is no way
             // back to root to switch again.
-            (
-                "privileges.user",
-                new.privileges.user != old.privileges.user,
-            ),
-            (
-                "privileges.group",
-                new.privileges.group != old.privileges.group,
-            ),
-        ];
-        let restart = restart_only
-            .into_iter()
-            .filter_map(|(key, changed)| changed.then_some(key))
-            .collect();
+            privileges.user,
+            privileges.group,
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
         for c in &self.view.controls {
             let _ = c.send_timeout(Control::Config(new.swarm_config()), Duration::from_secs(1));
         }
