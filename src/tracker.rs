@@ -482,15 +482,19 @@ impl Tracker {
         // than a diff of whole tables: most keys of a table are applied, and
         // the operator must be told which exact key was not. The names are
         // made from the fields, so they are the keys of tracker.toml.
-        macro_rules! changed {
-            ($($table:ident . $key:ident),* $(,)?) => {
-                [$((
-                    concat!(stringify!($table), ".", stringify!($key)),
-                    new.$table.$key != old.$table.$key,
-                )),*]
-            };
+        let mut running = new.clone();
+        let mut restart = Vec::new();
+        macro_rules! restart_only {
+            ($($table:ident . $key:ident),* $(,)?) => {$(
+                if new.$table.$key != old.$table.$key {
+                    restart.push(concat!(stringify!($table), ".", stringify!($key)));
+                    // The old value still runs: remembering it makes the
+                    // next reload name this key again, until a restart.
+                    running.$table.$key = old.$table.$key.clone();
+                }
+            )*};
         }
-        let restart = changed![
+        restart_only![
             udp.addresses,
             udp.recv_buffer_size,
             udp.send_buffer_size,
@@ -511,15 +515,15 @@ impl Tracker {
             // back to root to switch again.
             privileges.user,
             privileges.group,
-        ]
-        .into_iter()
-        .filter_map(|(key, changed)| changed.then_some(key))
-        .collect();
+        ];
         for c in &self.view.controls {
-            let _ = c.send_timeout(Control::Config(new.swarm_config()), Duration::from_secs(1));
+            let _ = c.send_timeout(
+                Control::Config(running.swarm_config()),
+                Duration::from_secs(1),
+            );
         }
-        self.shared_settings.set(socket_settings(new));
-        *current = new.clone();
+        self.shared_settings.set(socket_settings(&running));
+        *current = running;
         restart
     }
 

@@ -542,6 +542,8 @@ fn reload_names_every_key_that_needs_a_restart() {
         let mut changed = base.clone();
         edit(&mut changed);
         assert_eq!(t.reload(&changed), vec![key], "{key}");
+        // Still not applied: a second SIGHUP names it again.
+        assert_eq!(t.reload(&changed), vec![key], "{key} again");
         // And back, so each case changes one key.
         t.reload(&base);
     }
