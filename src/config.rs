@@ -46,7 +46,8 @@ pub struct UdpConfig {
     pub recv_buffer_size: usize,
     /// Kernel send buffer per socket (SO_SNDBUF), bytes.
     pub send_buffer_size: usize,
-    /// Most info hashes in one scrape. 74 fills one 1500-byte packet.
+    /// Most info hashes in one scrape, over UDP and HTTP. 74 fills one
+    /// 1500-byte UDP packet.
     pub max_scrape_torrents: Positive,
 }
 
@@ -190,8 +191,10 @@ pub struct SwarmTable {
     /// for new torrents get empty replies and are not stored.
     pub max_torrents: usize,
     /// Keep each peer's 20-byte peer id, so that HTTP clients asking for
-    /// the dictionary model (compact=0) get `peer id`s. Costs 20 bytes per
-    /// peer; off by default, as clients ask for compact lists.
+    /// the dictionary model (compact=0) get it with `peer id`s. Costs 20
+    /// bytes per peer. Off, they get compact lists (BEP 23 lets a tracker
+    /// choose), unless they sent no_peer_id=1: that gets dictionaries
+    /// without ids. Clients ask for compact lists anyway.
     pub peer_ids: bool,
 }
 
@@ -403,6 +406,48 @@ impl Config {
         Ok(())
     }
 
+    /// The same configuration with UDP and HTTP on `port` of every
+    /// configured address (`swarmd --port`). An empty list stays empty: a
+    /// protocol that is off stays off. Addresses that become the same are
+    /// listed once.
+    pub fn with_port(mut self, port: u16) -> Config {
+        for list in [&mut self.udp.addresses, &mut self.http.addresses] {
+            let mut seen = std::collections::HashSet::new();
+            list.retain_mut(|a| {
+                a.set_port(port);
+                seen.insert(*a)
+            });
+        }
+        self
+    }
+
+    /// [`DEFAULT_CONFIG_TOML`] with its addresses on `port`, comments kept:
+    /// what `swarmd --print-config --port N` prints. A test checks that it
+    /// parses to `Config::default().with_port(port)`.
+    pub fn default_toml_with_port(port: u16) -> String {
+        let config = Config::default().with_port(port);
+        let mut table = "";
+        let mut out = String::with_capacity(DEFAULT_CONFIG_TOML.len());
+        for line in DEFAULT_CONFIG_TOML.lines() {
+            if line.starts_with('[') {
+                table = line;
+            }
+            let list = match table {
+                "[udp]" => &config.udp.addresses,
+                "[http]" => &config.http.addresses,
+                _ => &Vec::new(),
+            };
+            if line.starts_with("addresses = ") && !list.is_empty() {
+                let quoted: Vec<String> = list.iter().map(|a| format!("\"{a}\"")).collect();
+                out.push_str(&format!("addresses = [{}]", quoted.join(", ")));
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     pub fn swarm_config(&self) -> crate::swarm::SwarmConfig {
         crate::swarm::SwarmConfig {
             peer_timeout: self.swarm.peer_timeout.get(),
@@ -422,6 +467,62 @@ mod tests {
     fn shipped_file_equals_defaults() {
         let parsed = Config::parse(DEFAULT_CONFIG_TOML, "tracker.toml").unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    /// The swarm's own default said 100 peers at most, the config's 200: a
+    /// bench or test on `SwarmConfig::default()` ran another tracker than
+    /// the one shipped.
+    #[test]
+    fn swarm_defaults_are_the_config_defaults() {
+        let from_config = Config::default().swarm_config();
+        let own = crate::swarm::SwarmConfig::default();
+        assert_eq!(own.max_numwant, from_config.max_numwant);
+        assert_eq!(own, from_config);
+    }
+
+    #[test]
+    fn with_port_moves_every_address_and_keeps_off_off() {
+        let c = Config::default().with_port(7070);
+        let both: Vec<SocketAddr> = vec![
+            "0.0.0.0:7070".parse().unwrap(),
+            "[::]:7070".parse().unwrap(),
+        ];
+        assert_eq!(c.udp.addresses, both);
+        assert_eq!(c.http.addresses, both);
+        assert_eq!(c.stats, Config::default().stats, "the stats endpoint stays");
+
+        let mut c = Config::default();
+        c.udp.addresses = vec![
+            "127.0.0.1:6969".parse().unwrap(),
+            "127.0.0.1:6970".parse().unwrap(),
+            "[::1]:6969".parse().unwrap(),
+        ];
+        c.http.addresses.clear();
+        let c = c.with_port(0);
+        assert_eq!(
+            c.udp.addresses,
+            vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+            "listed once"
+        );
+        assert!(c.http.addresses.is_empty(), "HTTP stays off");
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn printed_defaults_with_a_port_are_the_defaults_with_that_port() {
+        for port in [0, 1, 7070, 65535] {
+            let text = Config::default_toml_with_port(port);
+            let parsed = Config::parse(&text, "printed").unwrap();
+            assert_eq!(parsed, Config::default().with_port(port));
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with('#')).count(),
+                DEFAULT_CONFIG_TOML
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .count(),
+                "comments kept"
+            );
+        }
     }
 
     #[test]

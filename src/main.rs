@@ -1,7 +1,7 @@
 //! The `swarmd` command: parses the command line, loads the configuration,
 //! starts the tracker and waits for a signal or for a worker to die.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -13,11 +13,15 @@ const USAGE: &str = "\
 swarmd: a UDP-first BitTorrent tracker
 
 Usage:
-  swarmd                      run with the embedded defaults
+  swarmd                      run with the embedded defaults (port 6969)
+  swarmd --port N             the same, with UDP and HTTP on port N
   swarmd --config FILE        run with FILE (TOML; see --print-config)
   swarmd --print-config       print the default configuration, commented
   swarmd --check-config FILE  check FILE and exit (0 when it is valid)
   swarmd --help | --version
+
+-p, --port N, added to a run or to --print-config, puts UDP and HTTP on port N
+of every configured address (0: a free port each, logged at start).
 ";
 
 enum Command {
@@ -28,13 +32,25 @@ enum Command {
     Version,
 }
 
-fn parse_args() -> Result<Command, lexopt::Error> {
+/// A port from the command line, with an error that says what a port is.
+fn port(value: std::ffi::OsString) -> Result<u16, lexopt::Error> {
+    let text = value.to_string_lossy();
+    text.parse()
+        .map_err(|_| format!("--port {text:?}: a port is a number from 0 to 65535").into())
+}
+
+fn parse_args() -> Result<(Command, Option<u16>), lexopt::Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mut command = Command::Run(None);
+    let mut port_override = None;
     while let Some(arg) = parser.next()? {
         command = match arg {
             Short('c') | Long("config") => Command::Run(Some(parser.value()?.into())),
+            Short('p') | Long("port") => {
+                port_override = Some(port(parser.value()?)?);
+                continue;
+            }
             Long("print-config") => Command::PrintConfig,
             Long("check-config") => Command::CheckConfig(parser.value()?.into()),
             Short('h') | Long("help") => Command::Help,
@@ -42,13 +58,15 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         };
     }
-    Ok(command)
+    Ok((command, port_override))
 }
 
 fn main() -> ExitCode {
-    let command = match parse_args() {
+    let (command, port) = match parse_args() {
         Ok(c) => c,
         Err(e) => {
+            // 2, as for any usage error: the command line, not the
+            // configuration or the network, is what is wrong.
             eprintln!("swarmd: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
@@ -63,7 +81,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::PrintConfig => {
-            print!("{DEFAULT_CONFIG_TOML}");
+            match port {
+                Some(p) => print!("{}", Config::default_toml_with_port(p)),
+                None => print!("{DEFAULT_CONFIG_TOML}"),
+            }
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path) => match Config::load(&path) {
@@ -76,7 +97,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(path) => match run(path) {
+        Command::Run(path) => match run(path, port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("swarmd: {e:#}");
@@ -111,11 +132,8 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = match &path {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
+fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
+    let config = load(path.as_deref(), port)?;
     init_logging(&config);
 
     let (signal_tx, signals) = crossbeam_channel::unbounded();
@@ -171,7 +189,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     loop {
         crossbeam_channel::select! {
             recv(signals) -> signal => match signal {
-                Ok(SIGHUP) => reload(&tracker, path.as_deref()),
+                Ok(SIGHUP) => reload(&tracker, path.as_deref(), port),
                 Ok(s) => {
                     log::info!("signal {s}: stopping");
                     break;
@@ -199,9 +217,21 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file (or the embedded defaults), then the `--port` override.
+fn load(path: Option<&Path>, port: Option<u16>) -> Result<Config, swarmd::config::ConfigError> {
+    let config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    Ok(match port {
+        Some(port) => config.with_port(port),
+        None => config,
+    })
+}
+
 /// SIGHUP: re-reads the file and applies what can change while running. A
-/// bad file changes nothing.
-fn reload(tracker: &swarmd::Tracker, path: Option<&std::path::Path>) {
+/// bad file changes nothing. The `--port` override holds across reloads.
+fn reload(tracker: &swarmd::Tracker, path: Option<&Path>, port: Option<u16>) {
     let Some(path) = path else {
         // No file to re-read; the access lists (if any) are re-read.
         if let Err(e) = tracker.reload_access() {
@@ -209,7 +239,7 @@ fn reload(tracker: &swarmd::Tracker, path: Option<&std::path::Path>) {
         }
         return;
     };
-    let new = match Config::load(path) {
+    let new = match load(Some(path), port) {
         Ok(c) => c,
         Err(e) => {
             log::warn!("SIGHUP: keeping the running settings: {e}");

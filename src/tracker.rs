@@ -486,35 +486,57 @@ impl Tracker {
 
     /// Applies what can change without a restart: announce and swarm
     /// settings, HTTP limits. Returns the keys that changed but need a
-    /// restart (addresses, worker counts, buffers, channel sizes).
+    /// restart, every one by name, so the log can say what was not applied.
+    /// (`[access]` files and mode and `[log]` are applied by the caller.)
     pub fn reload(&self, new: &Config) -> Vec<&'static str> {
         let mut current = self.config.lock();
+        let old = &*current;
+        // Why a list beside `socket_settings` and `swarm_config` rather
+        // than a diff of whole tables: most keys of a table are applied, and
+        // the operator must be told which exact key was not. The names are
+        // made from the fields, so they are the keys of tracker.toml.
+        let mut running = new.clone();
         let mut restart = Vec::new();
-        if new.udp.addresses != current.udp.addresses {
-            restart.push("udp.addresses");
+        macro_rules! restart_only {
+            ($($table:ident . $key:ident),* $(,)?) => {$(
+                if new.$table.$key != old.$table.$key {
+                    restart.push(concat!(stringify!($table), ".", stringify!($key)));
+                    // The old value still runs: remembering it makes the
+                    // next reload name this key again, until a restart.
+                    running.$table.$key = old.$table.$key.clone();
+                }
+            )*};
         }
-        if new.udp.recv_buffer_size != current.udp.recv_buffer_size
-            || new.udp.send_buffer_size != current.udp.send_buffer_size
-        {
-            restart.push("udp buffer sizes");
-        }
-        if new.http.addresses != current.http.addresses {
-            restart.push("http.addresses");
-        }
-        if new.workers != current.workers {
-            restart.push("[workers]");
-        }
-        if new.swarm.cleaning_interval != current.swarm.cleaning_interval {
-            restart.push("swarm.cleaning_interval");
-        }
-        if new.swarm.peer_ids != current.swarm.peer_ids {
-            restart.push("swarm.peer_ids");
-        }
+        restart_only![
+            udp.addresses,
+            udp.recv_buffer_size,
+            udp.send_buffer_size,
+            http.addresses,
+            workers.socket_workers,
+            workers.swarm_workers,
+            workers.channel_capacity,
+            workers.dispatch,
+            swarm.cleaning_interval,
+            swarm.peer_ids,
+            // The reload thread's period is fixed when it starts.
+            access.reload_interval,
+            // The stats thread binds once and sizes its top list once.
+            stats.address,
+            stats.interval,
+            stats.top_torrents,
+            // Privileges are dropped once, after binding: there is no way
+            // back to root to switch again.
+            privileges.user,
+            privileges.group,
+        ];
         for c in &self.view.controls {
-            let _ = c.send_timeout(Control::Config(new.swarm_config()), Duration::from_secs(1));
+            let _ = c.send_timeout(
+                Control::Config(running.swarm_config()),
+                Duration::from_secs(1),
+            );
         }
-        self.shared_settings.set(socket_settings(new));
-        *current = new.clone();
+        self.shared_settings.set(socket_settings(&running));
+        *current = running;
         restart
     }
 

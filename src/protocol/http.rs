@@ -403,6 +403,30 @@ pub enum PeerFormat {
     Dictionary,
 }
 
+impl PeerFormat {
+    /// The format to answer in, when the client asked for `self`
+    /// (`compact=0` asks for [`PeerFormat::Dictionary`]) and `ids_at_hand`
+    /// says whether the peer id of every listed peer is known (`[swarm]
+    /// peer_ids = true`).
+    ///
+    /// BEP 23 makes `compact` advisory: the tracker may answer in either
+    /// format and clients must read both. BEP 3's dictionaries carry a
+    /// `peer id`; only a client that sent `no_peer_id=1` (a widespread
+    /// extension, in no BEP) has said it does without. So:
+    /// - `compact=1`, or no `compact`: compact;
+    /// - `compact=0&no_peer_id=1`: dictionaries without ids, as asked,
+    ///   whether ids are kept or not;
+    /// - `compact=0` alone: dictionaries with ids when they are at hand,
+    ///   else compact. A dictionary without its `peer id` is a model the
+    ///   client did not ask for; compact is one BEP 23 lets us choose.
+    pub fn answer(self, no_peer_id: bool, ids_at_hand: bool) -> PeerFormat {
+        match self {
+            PeerFormat::Dictionary if no_peer_id || ids_at_hand => PeerFormat::Dictionary,
+            _ => PeerFormat::Compact,
+        }
+    }
+}
+
 /// Writes a bencoded announce body. `peers` are compact (6 or 18 bytes each,
 /// by `v6`); `peer_ids`, if not empty, 20 bytes per peer in the same order.
 pub fn write_announce_body(
@@ -659,6 +683,26 @@ mod tests {
         );
         let (r, _) = parse(req.as_bytes(), &settings()).unwrap().unwrap();
         assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn compact_is_advisory_and_ids_are_never_left_out_unasked() {
+        use PeerFormat::{Compact, Dictionary};
+        // (asked, no_peer_id, ids at hand) -> answer
+        for (asked, no_peer_id, ids, answer) in [
+            (Compact, false, false, Compact),
+            (Compact, true, true, Compact),
+            (Dictionary, false, true, Dictionary),
+            (Dictionary, true, true, Dictionary),
+            (Dictionary, true, false, Dictionary),
+            (Dictionary, false, false, Compact),
+        ] {
+            assert_eq!(
+                asked.answer(no_peer_id, ids),
+                answer,
+                "{asked:?} no_peer_id={no_peer_id} ids={ids}"
+            );
+        }
     }
 
     #[test]

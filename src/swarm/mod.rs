@@ -66,7 +66,7 @@ impl PeerAddr {
 }
 
 /// Settings the swarm needs; a copy of the relevant config values.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SwarmConfig {
     /// Seconds without an announce after which a peer is dropped.
     pub peer_timeout: u32,
@@ -83,14 +83,10 @@ pub struct SwarmConfig {
 }
 
 impl Default for SwarmConfig {
+    /// The shipped configuration's values: one source for the defaults, so
+    /// that benches and tests run the tracker that operators get.
     fn default() -> Self {
-        SwarmConfig {
-            peer_timeout: 2700,
-            default_numwant: 50,
-            max_numwant: 100,
-            max_peers_per_torrent: 0,
-            max_torrents: 0,
-        }
+        crate::config::Config::default().swarm_config()
     }
 }
 

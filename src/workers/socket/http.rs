@@ -432,6 +432,8 @@ impl SocketWorker {
         body.clear();
         // Peer ids are there only when the swarms keep them.
         let ids = if no_peer_id { &[][..] } else { ids };
+        let per_peer = if v6 { 18 } else { 6 };
+        let format = format.answer(no_peer_id, ids.len() == peers.len() / per_peer * 20);
         http::write_announce_body(&mut body, &reply, format, v6, peers, ids);
         http::write_response(&mut c.wbuf, "200 OK", keep_alive, &body);
         c.close_after_write = !keep_alive;
