@@ -182,7 +182,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 let name = name.unwrap_or_default();
                 notify("STOPPING=1");
                 let _ = tracker.stop();
-                bail!("worker thread {name} ended unexpectedly; stopping");
+                bail!("thread {name} ended unexpectedly; stopping");
             }
             recv(tick) -> _ => {
                 if watchdog.is_some() && tracker.stats().healthy() {

@@ -25,7 +25,8 @@ pub struct TrackerView {
 }
 
 impl TrackerView {
-    /// Per-passkey counters (see [`crate::Tracker::passkey_stats`]).
+    /// Per-passkey counters, sorted by user (or key); empty when passkeys
+    /// are off.
     pub fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
         self.access.passkey_stats()
     }
