@@ -332,7 +332,7 @@ pub fn prometheus(stats: &Stats) -> String {
     );
     add(
         "swarmd_workers_alive",
-        "Worker threads running.",
+        "Socket and swarm worker threads running.",
         "gauge",
         format!("swarmd_workers_alive {alive}"),
     );
