@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod service;
 pub mod stats;
 pub mod stats_server;
+mod supervise;
 pub mod swarm;
 pub(crate) mod sys;
 pub mod tracker;

@@ -200,7 +200,7 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
                 let name = name.unwrap_or_default();
                 notify("STOPPING=1");
                 let _ = tracker.stop();
-                bail!("worker thread {name} ended unexpectedly; stopping");
+                bail!("thread {name} ended unexpectedly; stopping");
             }
             recv(tick) -> _ => {
                 if watchdog.is_some() && tracker.stats().healthy() {

@@ -1,6 +1,6 @@
-//! Running under a service manager: systemd's notify protocol (READY=1,
-//! RELOADING=1, STOPPING=1, WATCHDOG=1 over `$NOTIFY_SOCKET`), and dropping
-//! root after binding when started by hand.
+//! Running under a service manager: systemd's notify protocol (the binary
+//! sends READY=1, STOPPING=1 and WATCHDOG=1 over `$NOTIFY_SOCKET`), and
+//! dropping root after binding when started by hand.
 //!
 //! The notify protocol is one datagram per message to a unix socket, which
 //! std can send; no daemon library is needed for it.

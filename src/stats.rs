@@ -54,14 +54,16 @@ macro_rules! counter_struct {
 counter_struct!(
     /// What one socket worker saw of one protocol and address family.
     FamilyCounters {
+        /// UDP only.
         requests_connect,
         requests_announce,
         requests_scrape,
+        /// UDP only.
         responses_connect,
         responses_announce,
         responses_scrape,
         responses_error,
-        /// Bad connection id: dropped without reply.
+        /// UDP only: bad connection id, dropped without reply.
         errors_connection_id,
         /// Too short, bad magic, unknown action or truncated: dropped.
         errors_malformed,
@@ -76,7 +78,8 @@ counter_struct!(
         /// Batches to a swarm worker that found its channel full: requests
         /// dropped.
         dropped_channel_full,
-        /// Responses the kernel would not take (send buffer full).
+        /// UDP only: responses the kernel would not take (send buffer
+        /// full). An HTTP answer waits for the socket instead.
         dropped_send,
         /// Scrapes given up after their parts did not all come back.
         dropped_scrape_timeout,
@@ -90,6 +93,38 @@ counter_struct!(
         connections_timed_out,
     }
 );
+
+/// The protocols a socket worker speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Udp,
+    Http,
+}
+
+impl Protocol {
+    /// Its name in metric labels and JSON keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+/// Whether a counter of [`FamilyCounters`] (by its name) can ever move for
+/// `protocol`: both protocols share the struct, but HTTP has no connect, no
+/// connection ids and no dropped sends, and UDP has no connections. What
+/// can't move isn't exported, so a dashboard never shows a series that
+/// cannot exist.
+pub fn applies(protocol: Protocol, counter: &str) -> bool {
+    match protocol {
+        Protocol::Udp => !counter.starts_with("connections_"),
+        Protocol::Http => !matches!(
+            counter,
+            "requests_connect" | "responses_connect" | "errors_connection_id" | "dropped_send"
+        ),
+    }
+}
 
 /// One socket worker's counters, by address family.
 #[derive(Default, Debug)]
@@ -133,7 +168,7 @@ counter_struct!(
         /// list no longer allows them.
         torrents_purged,
         peers_purged,
-        /// Gauges, refreshed after each cleaning pass.
+        /// Gauges, published after every batch and every cleaning step.
         torrents,
         peers_v4,
         peers_v6,
@@ -151,8 +186,11 @@ pub struct Stats {
     pub top: Vec<
         parking_lot::Mutex<Vec<(crate::protocol::InfoHash, crate::protocol::udp::ScrapeStats)>>,
     >,
-    /// Worker threads running; set by the tracker, lowered as they end.
+    /// Socket and swarm worker threads running: set here, lowered by the
+    /// supervisor as they end. Other threads (stats, access-reload) are not
+    /// counted; their death stops the process instead.
     pub workers_alive: std::sync::atomic::AtomicUsize,
+    /// Socket and swarm workers started.
     pub workers_started: usize,
     pub started: std::time::Instant,
 }
@@ -183,7 +221,7 @@ impl Stats {
         })
     }
 
-    /// True while every worker thread runs.
+    /// True while every socket and swarm worker runs.
     pub fn healthy(&self) -> bool {
         self.workers_alive.load(std::sync::atomic::Ordering::SeqCst) == self.workers_started
     }

@@ -3,9 +3,10 @@
 //!
 //! [`start`] returns once every socket is bound, so its caller (the binary,
 //! or a test that bound port 0) can use the addresses at once: returning is
-//! the ready signal. A worker thread that ends for any reason while the
-//! tracker runs is reported on [`Tracker::deaths`], so the binary exits
-//! instead of living on half dead.
+//! the ready signal. Any thread it starts (workers, stats, access-reload)
+//! that ends for any reason while the tracker runs is reported on
+//! [`Tracker::deaths`] (see `supervise`), so the binary exits instead of
+//! living on half dead.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,14 +20,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::access::{self, Access, Ledger, PasskeyCounters};
 use crate::config::{self, Config};
 use crate::connection_id::ConnectionIds;
-use crate::protocol::udp::ScrapeStats;
-use crate::protocol::InfoHash;
 use crate::stats::Stats;
+pub use crate::stats_server::TrackerView;
+use crate::supervise::{spawn, spawn_helper};
 use crate::swarm::Swarms;
 use crate::workers::dispatch::Dispatch;
 use crate::workers::socket::{HttpSettings, SocketSettings, SocketWorker, Sockets, WAKE_TOKEN};
 use crate::workers::swarm::{Inline, Shard, SwarmWorker};
-use crate::workers::{shard_of, Control, SharedSettings, Shutdown, Wake};
+use crate::workers::{Control, SharedSettings, Shutdown, Wake};
 
 /// Why a tracker could not start.
 #[derive(Debug)]
@@ -83,88 +84,6 @@ pub struct Tracker {
     shared_settings: Arc<SharedSettings>,
     /// The configuration it runs with (after reloads).
     config: parking_lot::Mutex<Config>,
-}
-
-/// What the stats endpoint may ask of a running tracker: counters, and
-/// questions to the swarm workers. Cheap to clone.
-#[derive(Clone)]
-pub struct TrackerView {
-    pub stats: Arc<Stats>,
-    controls: Vec<Sender<Control>>,
-    access: Arc<Access>,
-}
-
-impl TrackerView {
-    /// Per-passkey counters (see [`Tracker::passkey_stats`]).
-    pub fn passkey_stats(&self) -> Vec<(String, crate::access::PasskeyCounters)> {
-        self.access.passkey_stats()
-    }
-
-    /// One torrent's counts, asked of the swarm worker that holds it. None
-    /// if it did not answer within a second (stopping, or swamped).
-    pub fn torrent(&self, info_hash: InfoHash) -> Option<ScrapeStats> {
-        let (tx, rx) = bounded(1);
-        let shard = shard_of(&info_hash, self.controls.len());
-        self.controls[shard]
-            .send_timeout(
-                Control::Torrent {
-                    info_hash,
-                    reply: tx,
-                },
-                Duration::from_secs(1),
-            )
-            .ok()?;
-        rx.recv_timeout(Duration::from_secs(1)).ok()
-    }
-
-    /// The `n` largest torrents as of the swarm workers' last cleaning
-    /// passes, largest first.
-    pub fn top(&self, n: usize) -> Vec<(InfoHash, ScrapeStats)> {
-        let mut all: Vec<(InfoHash, ScrapeStats)> = self
-            .stats
-            .top
-            .iter()
-            .flat_map(|t| t.lock().clone())
-            .collect();
-        all.sort_unstable_by_key(|(h, s)| {
-            (std::cmp::Reverse(s.seeders as u64 + s.leechers as u64), *h)
-        });
-        all.truncate(n);
-        all
-    }
-}
-
-/// Sends the thread's name when the thread ends, however it ends.
-struct DeathNotice {
-    name: String,
-    tx: Sender<String>,
-    stats: Arc<Stats>,
-}
-
-impl Drop for DeathNotice {
-    fn drop(&mut self) {
-        self.stats
-            .workers_alive
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.tx.send(self.name.clone());
-    }
-}
-
-fn spawn(
-    name: String,
-    deaths: &Sender<String>,
-    stats: &Arc<Stats>,
-    f: impl FnOnce() + Send + 'static,
-) -> io::Result<JoinHandle<()>> {
-    let notice = DeathNotice {
-        name: name.clone(),
-        tx: deaths.clone(),
-        stats: stats.clone(),
-    };
-    std::thread::Builder::new().name(name).spawn(move || {
-        let _notice = notice;
-        f()
-    })
 }
 
 fn new_socket(
@@ -420,11 +339,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         })?;
         stats_addr = Some(bound);
         stats_waker = Some(waker);
-        stats_thread = Some(
-            std::thread::Builder::new()
-                .name("stats".into())
-                .spawn(move || server.run())?,
-        );
+        stats_thread = Some(spawn_helper("stats", &death_tx, move || server.run())?);
     }
     let access_reload = match config.access.reload_interval {
         0 => None,
@@ -432,9 +347,9 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             let (stop, stopped) = bounded::<()>(0);
             let shared = access.clone();
             let interval = Duration::from_secs(secs as u64);
-            let handle = std::thread::Builder::new()
-                .name("access-reload".into())
-                .spawn(move || access::reload_every(shared, interval, stopped))?;
+            let handle = spawn_helper("access-reload", &death_tx, move || {
+                access::reload_every(shared, interval, stopped)
+            })?;
             Some((stop, handle))
         }
     };
@@ -560,8 +475,8 @@ impl Tracker {
         &self.access
     }
 
-    /// Names of worker threads as they end. While the tracker runs, any
-    /// message here means a worker died.
+    /// Names of the tracker's threads (workers, `stats`, `access-reload`)
+    /// as they end. While the tracker runs, any message here means one died.
     pub fn deaths(&self) -> &Receiver<String> {
         &self.deaths
     }
@@ -578,9 +493,6 @@ impl Tracker {
         if let Some(w) = &self.stats_waker {
             let _ = w.wake();
         }
-        if let Some(h) = self.stats_thread {
-            let _ = h.join();
-        }
         let mut panicked = Vec::new();
         let mut join = |h: JoinHandle<()>| {
             let name = h.thread().name().unwrap_or("?").to_string();
@@ -588,6 +500,9 @@ impl Tracker {
                 panicked.push(name);
             }
         };
+        // The stats loop sees the flag at its next wake-up, which the waker
+        // makes immediate: no client can hold it up.
+        self.stats_thread.into_iter().for_each(&mut join);
         // Socket workers first: they hand over what they read and wait for
         // the answers, so the swarm workers stop only after them.
         self.socket_threads.into_iter().for_each(&mut join);

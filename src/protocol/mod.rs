@@ -1,4 +1,4 @@
-//! Wire types shared by the UDP and (later) HTTP protocols. Nothing in
+//! Wire types shared by the UDP and HTTP protocols. Nothing in
 //! `protocol` does I/O.
 
 pub mod bencode;

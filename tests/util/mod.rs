@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod http;
+pub mod stats;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

@@ -1,0 +1,350 @@
+//! What the stats endpoint says: the Prometheus text exposition, the JSON
+//! views, and the rates per second between two samples of the counters.
+//!
+//! Only series that can exist are exported: a counter of
+//! [`FamilyCounters`] that one protocol never bumps (HTTP has no connect;
+//! UDP has no connections) is left out for that protocol, see
+//! [`crate::stats::applies`].
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::access::PasskeyCounters;
+use crate::protocol::udp::ScrapeStats;
+use crate::protocol::InfoHash;
+use crate::stats::{applies, Counter, FamilyCounters, Protocol, Stats};
+
+/// A sample of the totals, for rates.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Sample {
+    requests: u64,
+    responses: u64,
+    announces: u64,
+}
+
+impl Sample {
+    pub(crate) fn of(stats: &Stats) -> Sample {
+        let mut s = Sample::default();
+        for w in &stats.socket {
+            for f in [&w.udp_v4, &w.udp_v6, &w.http_v4, &w.http_v6] {
+                for (name, v) in f.values() {
+                    if name.starts_with("requests_") {
+                        s.requests += v;
+                    } else if name.starts_with("responses_") {
+                        s.responses += v;
+                    }
+                }
+            }
+        }
+        s.announces = stats.swarm_total(|c| &c.announces);
+        s
+    }
+}
+
+/// Rates per second between two samples.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Rates {
+    requests: f64,
+    responses: f64,
+    announces: f64,
+}
+
+impl Rates {
+    pub(crate) fn between(before: Sample, after: Sample, secs: f64) -> Rates {
+        let secs = secs.max(1e-3);
+        Rates {
+            requests: after.requests.saturating_sub(before.requests) as f64 / secs,
+            responses: after.responses.saturating_sub(before.responses) as f64 / secs,
+            announces: after.announces.saturating_sub(before.announces) as f64 / secs,
+        }
+    }
+}
+
+/// `/stats`: every counter that can exist, by protocol and family, the
+/// swarm workers' sums, and the rates.
+pub(crate) fn json(stats: &Stats, rates: &Rates) -> String {
+    let mut protocols = serde_json::Map::new();
+    for (proto, v6, pick) in families() {
+        let mut m = serde_json::Map::new();
+        for w in &stats.socket {
+            for (name, v) in pick(w).values() {
+                if !applies(proto, name) {
+                    continue;
+                }
+                let e = m.entry(name).or_insert(json!(0));
+                *e = json!(e.as_u64().unwrap_or(0) + v);
+            }
+        }
+        protocols.insert(
+            format!("{}_{}", proto.name(), if v6 { "ipv6" } else { "ipv4" }),
+            m.into(),
+        );
+    }
+    let mut swarm = serde_json::Map::new();
+    for w in &stats.swarm {
+        for (name, v) in w.values() {
+            let e = swarm.entry(name).or_insert(json!(0));
+            *e = json!(e.as_u64().unwrap_or(0) + v);
+        }
+    }
+    json!({
+        "uptime_seconds": stats.started.elapsed().as_secs(),
+        "healthy": stats.healthy(),
+        "socket_workers": stats.socket.len(),
+        "swarm_workers": stats.swarm.len(),
+        "rates_per_second": {
+            "requests": rates.requests,
+            "responses": rates.responses,
+            "announces": rates.announces,
+        },
+        "swarm": swarm,
+        "protocols": protocols,
+    })
+    .to_string()
+}
+
+/// `/passkeys`: one object per user (or key).
+pub(crate) fn passkeys_json(list: Vec<(String, PasskeyCounters)>) -> String {
+    let list: Vec<_> = list
+        .into_iter()
+        .map(|(who, c)| {
+            json!({
+                "user": who,
+                "announces": c.announces,
+                "uploaded": c.uploaded,
+                "downloaded": c.downloaded,
+            })
+        })
+        .collect();
+    serde_json::Value::from(list).to_string()
+}
+
+/// `/torrents?top=N`.
+pub(crate) fn torrents_json(list: Vec<(InfoHash, ScrapeStats)>) -> String {
+    let list: Vec<_> = list.into_iter().map(|(h, s)| torrent_json(h, s)).collect();
+    serde_json::Value::from(list).to_string()
+}
+
+/// One torrent's counts (`/torrents/<hex>`, and each item of `/torrents`).
+pub(crate) fn torrent_json(h: InfoHash, s: ScrapeStats) -> serde_json::Value {
+    json!({
+        "info_hash": h.to_string(),
+        "seeders": s.seeders,
+        "leechers": s.leechers,
+        "completed": s.completed,
+    })
+}
+
+type Pick = fn(&crate::stats::SocketCounters) -> &FamilyCounters;
+
+fn families() -> [(Protocol, bool, Pick); 4] {
+    [
+        (Protocol::Udp, false, |w| &w.udp_v4),
+        (Protocol::Udp, true, |w| &w.udp_v6),
+        (Protocol::Http, false, |w| &w.http_v4),
+        (Protocol::Http, true, |w| &w.http_v6),
+    ]
+}
+
+/// How a per-family counter is exposed: metric name, help, and the label
+/// that distinguishes its variants (from the counter's name).
+fn metric_of(counter: &str) -> (&'static str, &'static str, Option<(&'static str, &str)>) {
+    // (prefix of the counter's name, metric, help, label for the rest)
+    const FAMILIES: [(&str, &str, &str, &str); 5] = [
+        (
+            "requests_",
+            "swarmd_requests_total",
+            "Requests received.",
+            "kind",
+        ),
+        (
+            "responses_",
+            "swarmd_responses_total",
+            "Responses sent.",
+            "kind",
+        ),
+        (
+            "errors_",
+            "swarmd_errors_total",
+            "Bad requests, by what was wrong.",
+            "kind",
+        ),
+        (
+            "dropped_",
+            "swarmd_dropped_total",
+            "Requests or responses dropped, by reason.",
+            "reason",
+        ),
+        (
+            "connections_",
+            "swarmd_connections_total",
+            "HTTP connections, by what happened to them.",
+            "event",
+        ),
+    ];
+    for (prefix, name, help, label) in FAMILIES {
+        if let Some(rest) = counter.strip_prefix(prefix) {
+            return (name, help, Some((label, rest)));
+        }
+    }
+    if counter == "bytes_received" {
+        ("swarmd_received_bytes_total", "Bytes received.", None)
+    } else if counter == "bytes_sent" {
+        ("swarmd_sent_bytes_total", "Bytes sent.", None)
+    } else {
+        (
+            "swarmd_other_total",
+            "Other counters.",
+            Some(("name", counter)),
+        )
+    }
+}
+
+/// The Prometheus text exposition of every counter.
+pub fn prometheus(stats: &Stats) -> String {
+    // metric name -> (help, type, lines)
+    let mut metrics: Vec<(&'static str, &'static str, &'static str, Vec<String>)> = Vec::new();
+    let mut add =
+        |name: &'static str, help: &'static str, kind: &'static str, line: String| match metrics
+            .iter_mut()
+            .find(|m| m.0 == name)
+        {
+            Some(m) => m.3.push(line),
+            None => metrics.push((name, help, kind, vec![line])),
+        };
+    for (proto, v6, pick) in families() {
+        let family = if v6 { "ipv6" } else { "ipv4" };
+        let first = pick(&stats.socket[0]).values();
+        for (i, (counter, _)) in first.iter().enumerate() {
+            let total: u64 = stats.socket.iter().map(|w| pick(w).values()[i].1).sum();
+            if !applies(proto, counter) {
+                continue;
+            }
+            let (name, help, label) = metric_of(counter);
+            let mut labels = format!("protocol=\"{}\",family=\"{family}\"", proto.name());
+            if let Some((k, v)) = label {
+                let _ = write!(labels, ",{k}=\"{v}\"");
+            }
+            add(name, help, "counter", format!("{name}{{{labels}}} {total}"));
+        }
+    }
+    type SwarmPick = fn(&crate::stats::SwarmCounters) -> &Counter;
+    // (metric, labels, help, type, counter summed over swarm workers)
+    let swarm_metrics: [(&'static str, &str, &'static str, &'static str, SwarmPick); 11] = [
+        (
+            "swarmd_swarm_announces_total",
+            "",
+            "Announces handled by the swarm workers.",
+            "counter",
+            |c| &c.announces,
+        ),
+        (
+            "swarmd_swarm_scrapes_total",
+            "",
+            "Scrape parts handled by the swarm workers.",
+            "counter",
+            |c| &c.scrapes,
+        ),
+        (
+            "swarmd_not_stored_total",
+            "",
+            "Announces answered but not stored because a limit was reached.",
+            "counter",
+            |c| &c.not_stored,
+        ),
+        (
+            "swarmd_peers_expired_total",
+            "",
+            "Peers removed after their timeout.",
+            "counter",
+            |c| &c.peers_expired,
+        ),
+        (
+            "swarmd_torrents_purged_total",
+            "",
+            "Torrents removed because the access list refuses them.",
+            "counter",
+            |c| &c.torrents_purged,
+        ),
+        (
+            "swarmd_peers_purged_total",
+            "",
+            "Peers removed with purged torrents.",
+            "counter",
+            |c| &c.peers_purged,
+        ),
+        (
+            "swarmd_torrents",
+            "",
+            "Torrents with peers.",
+            "gauge",
+            |c| &c.torrents,
+        ),
+        (
+            "swarmd_peers",
+            "{family=\"ipv4\"}",
+            "Peers, by address family.",
+            "gauge",
+            |c| &c.peers_v4,
+        ),
+        (
+            "swarmd_peers",
+            "{family=\"ipv6\"}",
+            "Peers, by address family.",
+            "gauge",
+            |c| &c.peers_v6,
+        ),
+        (
+            "swarmd_seeders",
+            "",
+            "Peers with nothing left to download.",
+            "gauge",
+            |c| &c.seeders,
+        ),
+        (
+            "swarmd_leechers",
+            "",
+            "Peers still downloading.",
+            "gauge",
+            |c| &c.leechers,
+        ),
+    ];
+    for (name, labels, help, kind, pick) in swarm_metrics {
+        add(
+            name,
+            help,
+            kind,
+            format!("{name}{labels} {}", stats.swarm_total(pick)),
+        );
+    }
+    let alive = stats
+        .workers_alive
+        .load(std::sync::atomic::Ordering::Relaxed);
+    add(
+        "swarmd_uptime_seconds",
+        "Seconds since start.",
+        "gauge",
+        format!(
+            "swarmd_uptime_seconds {}",
+            stats.started.elapsed().as_secs()
+        ),
+    );
+    add(
+        "swarmd_workers_alive",
+        "Socket and swarm worker threads running.",
+        "gauge",
+        format!("swarmd_workers_alive {alive}"),
+    );
+
+    let mut out = String::with_capacity(8192);
+    for (name, help, kind, lines) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
