@@ -71,13 +71,26 @@ impl Default for UdpConfig {
 pub struct HttpConfig {
     /// Addresses to listen on (TCP). Empty turns HTTP off.
     pub addresses: Vec<SocketAddr>,
-    /// Open connections per socket worker; beyond it new ones are closed at
-    /// once (counted).
+    /// Open connections per socket worker. When a new one comes with all
+    /// taken, the connection that has waited longest without a complete
+    /// request is closed to make room; if every one is busy with a request,
+    /// the new one is closed (both counted).
     pub max_connections: Positive,
     /// Largest request head in bytes; a larger one gets 431 and a close.
     pub max_head_size: Positive,
-    /// Seconds a connection may sit idle (or half-sent) before it is closed.
+    /// Seconds a connection may sit idle between requests, or leave an
+    /// answer unread, before it is closed.
     pub idle_timeout: Positive,
+    /// Seconds a client has to send a whole request head, counted from its
+    /// first byte. Bytes trickling in don't extend it, so a client that
+    /// sends one byte a second (slowloris) is closed then.
+    pub request_timeout: Positive,
+    /// Open connections per client address, per socket worker; beyond it
+    /// new ones from that address are closed at once (counted). High enough
+    /// for many users behind one carrier-grade NAT address, each with a
+    /// connection or two, and low enough that one address can't hold a
+    /// worker's `max_connections`.
+    pub max_connections_per_ip: Positive,
     /// Behind a reverse proxy: the header carrying the client address,
     /// `X-Forwarded-For` (its last entry is used) or `X-Real-IP`. Honoured
     /// only on connections from `trusted_proxies`. Empty: off.
@@ -99,6 +112,8 @@ impl Default for HttpConfig {
             max_connections: Positive(4096),
             max_head_size: Positive(4096),
             idle_timeout: Positive(30),
+            request_timeout: Positive(10),
+            max_connections_per_ip: Positive(64),
             real_ip_header: String::new(),
             trusted_proxies: Vec::new(),
             allow_ip_param: false,

@@ -87,10 +87,20 @@ counter_struct!(
         bytes_sent,
         /// HTTP only.
         connections_accepted,
-        /// HTTP only: closed at once, the worker being at max_connections.
+        /// HTTP only: closed at once, the worker being at max_connections
+        /// with every connection busy, or the client's address at
+        /// max_connections_per_ip.
         connections_refused,
-        /// HTTP only: closed after idle_timeout.
+        /// HTTP only: closed after idle_timeout (nothing asked, or an
+        /// answer left unread).
         connections_timed_out,
+        /// HTTP only: closed, a request head not complete within
+        /// request_timeout of its first byte (slowloris).
+        connections_too_slow,
+        /// HTTP only: closed to make room for a new connection, the worker
+        /// being at max_connections; the one that had waited longest
+        /// without a complete request goes.
+        connections_evicted,
     }
 );
 

@@ -165,6 +165,8 @@ pub(crate) fn socket_settings(config: &Config) -> SocketSettings {
             max_connections: config.http.max_connections.get() as usize,
             max_head: config.http.max_head_size.get() as usize,
             idle_timeout: config.http.idle_timeout.get(),
+            request_timeout: config.http.request_timeout.get(),
+            max_per_ip: config.http.max_connections_per_ip.get() as usize,
             real_ip_header,
             trusted_proxies: config.http.trusted_proxies.clone(),
             allow_ip_param: config.http.allow_ip_param,

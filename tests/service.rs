@@ -464,6 +464,8 @@ fn reload_names_every_key_that_needs_a_restart() {
                 max_connections: _,
                 max_head_size: _,
                 idle_timeout: _,
+                request_timeout: _,
+                max_connections_per_ip: _,
                 real_ip_header: _,
                 trusted_proxies: _,
                 allow_ip_param: _,
@@ -550,9 +552,11 @@ fn reload_names_every_key_that_needs_a_restart() {
 
     // Applied by `reload` itself, or (`[access]` files and mode, `[log]`)
     // by the SIGHUP handler before it.
-    let applied: [Edit; 18] = [
+    let applied: [Edit; 20] = [
         |c| c.udp.max_scrape_torrents = Positive(7),
         |c| c.http.max_connections = Positive(7),
+        |c| c.http.max_connections_per_ip = Positive(7),
+        |c| c.http.request_timeout = Positive(7),
         |c| c.http.max_head_size = Positive(700),
         |c| c.http.idle_timeout = Positive(7),
         |c| {

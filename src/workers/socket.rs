@@ -201,12 +201,16 @@ impl SocketWorker {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             // A socket still readable after `work` gave up its turn has
             // no new edge to report: poll without sleeping.
-            let timeout =
-                if !self.dispatch.has_responses() && !self.sockets.iter().any(|s| s.readable) {
-                    next_housekeeping.saturating_duration_since(Instant::now())
-                } else {
-                    Duration::ZERO
-                };
+            // Work left over (answers, a socket or connections that gave up
+            // their turn) means no sleep.
+            let busy = self.dispatch.has_responses()
+                || self.sockets.iter().any(|s| s.readable)
+                || !self.http.deferred.is_empty();
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                next_housekeeping.saturating_duration_since(Instant::now())
+            };
             if !timeout.is_zero() {
                 self.register_udp()?;
             }
@@ -223,6 +227,7 @@ impl SocketWorker {
                 self.settings = self.shared_settings.get();
                 self.http.apply_settings(&self.settings.http);
             }
+            self.http_next_round();
             for event in events.iter() {
                 let token = event.token().0;
                 if token == WAKE_TOKEN.0 {
@@ -242,7 +247,7 @@ impl SocketWorker {
             self.work();
             if Instant::now() >= next_housekeeping {
                 self.expire_scrapes();
-                self.http_expire_idle();
+                self.http_expire();
                 next_housekeeping = Instant::now() + Duration::from_secs(1);
             }
         }

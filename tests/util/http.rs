@@ -122,6 +122,32 @@ impl HttpClient {
         }
     }
 
+    /// A connection from `local` (any loopback address: 127.0.0.0/8 is all
+    /// this machine's), so a test can be many clients.
+    pub fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> std::io::Result<HttpClient> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+        socket.connect(&addr.into())?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        Ok(HttpClient {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// One GET, or None if the server closed (or reset) the connection
+    /// instead of answering.
+    pub fn try_get(&mut self, path: &str) -> Option<HttpResponse> {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: tracker\r\n\r\n");
+        self.stream.write_all(head.as_bytes()).ok()?;
+        self.read_response()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().unwrap()
     }
@@ -135,7 +161,7 @@ impl HttpClient {
         self.read_response().expect("a response")
     }
 
-    /// Reads one response; None if the server closed first.
+    /// Reads one response; None if the server closed (or reset) first.
     pub fn read_response(&mut self) -> Option<HttpResponse> {
         loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
@@ -160,7 +186,12 @@ impl HttpClient {
                 }
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).expect("read in time");
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
+                // Closed with unread data on the server's side.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read in time: {e}"),
+            };
             if n == 0 {
                 return None;
             }

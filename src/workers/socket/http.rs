@@ -5,12 +5,19 @@
 //! Bounds, so one client can't hurt the others: a connection holds at most
 //! one request head (`max_head_size`) and one response; it handles one
 //! request at a time (pipelined ones wait in its read buffer, which is
-//! bounded too); it is closed when idle or unread for `idle_timeout`; and a
-//! worker holds at most `max_connections`.
+//! bounded too) and at most [`HTTP_SHARE`] requests per round of the event
+//! loop, so a pipelining client waits its turn like every other source of
+//! work; a request head must be whole within `request_timeout` of its first
+//! byte, and a connection is closed when idle between requests or leaving
+//! its answer unread for `idle_timeout`; an address holds at most
+//! `max_connections_per_ip` connections and a worker `max_connections`,
+//! where a new connection takes the place of the one that has waited
+//! longest without a complete request.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
+use hashbrown::HashMap;
 use mio::{Interest, Poll, Token};
 
 use super::{SocketWorker, CONN_BASE, LISTENER_BASE};
@@ -23,12 +30,23 @@ use crate::protocol::InfoHash;
 use crate::swarm::{Announce, AnnounceCounts, PeerAddr};
 use crate::workers::{shard_of, Origin, Reply, SwarmRequest};
 
+/// Requests one connection may have handled in one round of the event loop;
+/// it waits for the next round for more. Small, so one pipelining client
+/// can't hold up the UDP sockets and the other connections (a round reads
+/// up to 8 batches of 64 datagrams from each UDP socket); more than one, so
+/// a pipelining client still gets a few answers per system call.
+const HTTP_SHARE: u8 = 4;
+
 /// Settings of the HTTP front end, from `[http]` and `[announce]`.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     pub max_connections: usize,
+    /// Open connections per client address.
+    pub max_per_ip: usize,
     pub max_head: usize,
     pub idle_timeout: u32,
+    /// Seconds from a request head's first byte to its last.
+    pub request_timeout: u32,
     /// Lower case; None when off.
     pub real_ip_header: Option<String>,
     pub trusted_proxies: Vec<IpAddr>,
@@ -69,7 +87,32 @@ struct Conn {
     /// The last read stopped at a full buffer: the kernel may hold more,
     /// and no new readiness event will say so (they are edge-triggered).
     unread: bool,
-    last_active: u32,
+    /// When the first byte of the request head being read came (None:
+    /// nothing of the next request yet). Later bytes don't move it.
+    head_since: Option<u32>,
+    /// When the connection last had nothing to do: accepted, or its last
+    /// answer sent.
+    idle_since: u32,
+    /// When the answer being written last moved.
+    last_sent: u32,
+    /// The event-loop round `handled` counts in.
+    round: u32,
+    /// Requests handled in `round`.
+    handled: u8,
+    /// In [`Http::deferred`].
+    deferred: bool,
+}
+
+impl Conn {
+    /// Since when it has waited without a complete request, if it has (not
+    /// busy with a request or an answer): the order in which connections
+    /// make room for new ones, oldest first.
+    fn waiting_since(&self) -> Option<(u32, u32)> {
+        if self.waiting.is_some() || self.wpos < self.wbuf.len() || self.close_after_write {
+            return None;
+        }
+        Some((self.head_since.unwrap_or(self.idle_since), self.generation))
+    }
 }
 
 pub(super) struct Http {
@@ -77,6 +120,13 @@ pub(super) struct Http {
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
     open: usize,
+    /// Open connections by client address (entries only while non-zero).
+    per_ip: HashMap<IpAddr, u32, ahash::RandomState>,
+    /// The event-loop round, for [`HTTP_SHARE`].
+    round: u32,
+    /// Connections that used their share with requests left: handled at
+    /// the next round (the event loop doesn't sleep while there are some).
+    pub(super) deferred: Vec<u32>,
     next_generation: u32,
     parse: ParseSettings,
     body: Vec<u8>,
@@ -101,6 +151,9 @@ impl Http {
             conns: Vec::new(),
             free: Vec::new(),
             open: 0,
+            per_ip: HashMap::default(),
+            round: 0,
+            deferred: Vec::new(),
             next_generation: 0,
             parse: ParseSettings {
                 max_head: settings.max_head,
@@ -134,7 +187,6 @@ impl SocketWorker {
                 return;
             };
             let v6 = *v6;
-            let counters = self.stats.socket[self.id].http(v6);
             let (mut stream, peer) = match l.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -149,8 +201,15 @@ impl SocketWorker {
                     return;
                 }
             };
-            if self.http.open >= self.settings.http.max_connections {
-                counters.connections_refused.inc();
+            let ip = peer.ip();
+            let from_ip = self.http.per_ip.get(&ip).copied().unwrap_or(0);
+            if from_ip as usize >= self.settings.http.max_per_ip
+                || (self.http.open >= self.settings.http.max_connections && !self.http_evict())
+            {
+                self.stats.socket[self.id]
+                    .http(v6)
+                    .connections_refused
+                    .inc();
                 drop(stream);
                 continue;
             }
@@ -171,7 +230,10 @@ impl SocketWorker {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            counters.connections_accepted.inc();
+            self.stats.socket[self.id]
+                .http(v6)
+                .connections_accepted
+                .inc();
             self.http.next_generation = self.http.next_generation.wrapping_add(1);
             self.http.conns[idx] = Some(Conn {
                 stream,
@@ -185,9 +247,15 @@ impl SocketWorker {
                 close_after_write: false,
                 peer_closed: false,
                 unread: false,
-                last_active: self.now,
+                head_since: None,
+                idle_since: self.now,
+                last_sent: self.now,
+                round: self.http.round,
+                handled: 0,
+                deferred: false,
             });
             self.http.open += 1;
+            *self.http.per_ip.entry(ip).or_insert(0) += 1;
             self.http_conn_event(idx, true, false);
         }
     }
@@ -238,7 +306,9 @@ impl SocketWorker {
             }
         }
         if received > 0 {
-            c.last_active = now;
+            if c.head_since.is_none() {
+                c.head_since = Some(now);
+            }
             let v6 = c.v6;
             self.stats.socket[self.id]
                 .http(v6)
@@ -248,13 +318,27 @@ impl SocketWorker {
         true
     }
 
-    /// Handles buffered requests, one at a time, while nothing is pending.
+    /// Handles buffered requests, one at a time, while nothing is pending,
+    /// up to the connection's share of this round.
     fn http_process(&mut self, idx: usize) {
         loop {
             let Some(Some(c)) = self.http.conns.get_mut(idx) else {
                 return;
             };
             if c.waiting.is_some() || c.wpos < c.wbuf.len() || c.close_after_write {
+                return;
+            }
+            if c.round != self.http.round {
+                c.round = self.http.round;
+                c.handled = 0;
+            }
+            if c.handled >= HTTP_SHARE {
+                // More waits for the next round (if there is more: the
+                // next round finds out).
+                if !c.deferred {
+                    c.deferred = true;
+                    self.http.deferred.push(idx as u32);
+                }
                 return;
             }
             let parsed = http::parse(&c.rbuf, &self.http.parse);
@@ -278,6 +362,10 @@ impl SocketWorker {
                 }
                 Ok(Some((req, used))) => {
                     c.rbuf.drain(..used);
+                    c.handled += 1;
+                    // What is left (pipelined) came before now: the next
+                    // head's clock starts now, not at its first byte.
+                    c.head_since = (!c.rbuf.is_empty()).then_some(self.now);
                     self.http_handle(idx, req);
                 }
                 Err(e) => {
@@ -300,7 +388,10 @@ impl SocketWorker {
         };
         let v6 = c.v6;
         let counters = self.stats.socket[self.id].http(v6);
-        let keep_alive = req.keep_alive && !c.peer_closed;
+        // A client that closed its side still gets an answer to every
+        // request it sent; the last one says the connection closes.
+        let keep_alive = req.keep_alive
+            && !(c.peer_closed && !matches!(http::parse(&c.rbuf, &self.http.parse), Ok(Some(_))));
         // The client's address: the TCP peer, or what a trusted proxy says.
         let mut client_ip = c.peer.ip();
         if self.settings.http.real_ip_header.is_some()
@@ -562,7 +653,7 @@ impl SocketWorker {
             }
         }
         if sent > 0 {
-            c.last_active = now;
+            c.last_sent = now;
             let v6 = c.v6;
             self.stats.socket[self.id]
                 .http(v6)
@@ -570,6 +661,9 @@ impl SocketWorker {
                 .add(sent as u64);
         }
         if c.wpos == c.wbuf.len() {
+            if !c.wbuf.is_empty() && c.waiting.is_none() {
+                c.idle_since = now;
+            }
             c.wbuf.clear();
             c.wpos = 0;
             if c.close_after_write {
@@ -585,25 +679,79 @@ impl SocketWorker {
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.http.free.push(idx as u32);
             self.http.open -= 1;
+            let ip = c.peer.ip();
+            if let Some(n) = self.http.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.http.per_ip.remove(&ip);
+                }
+            }
         }
     }
 
-    /// Closes connections idle (or not reading their response) for longer
-    /// than the timeout.
-    pub(super) fn http_expire_idle(&mut self) {
+    /// Makes room for a new connection: closes the one that has waited
+    /// longest without a complete request. False when every connection is
+    /// busy with a request. A scan of the connections, paid only when the
+    /// worker is full.
+    fn http_evict(&mut self) -> bool {
+        let oldest = self
+            .http
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((c.as_ref()?.waiting_since()?, i)))
+            .min();
+        let Some((_, idx)) = oldest else {
+            return false;
+        };
+        let v6 = self.http.conns[idx].as_ref().is_some_and(|c| c.v6);
+        self.stats.socket[self.id]
+            .http(v6)
+            .connections_evicted
+            .inc();
+        self.http_close(idx);
+        true
+    }
+
+    /// Handles the connections that had more than their share last round.
+    pub(super) fn http_next_round(&mut self) {
+        self.http.round = self.http.round.wrapping_add(1);
+        let deferred = std::mem::take(&mut self.http.deferred);
+        for &idx in &deferred {
+            if let Some(Some(c)) = self.http.conns.get_mut(idx as usize) {
+                c.deferred = false;
+            }
+        }
+        for &idx in &deferred {
+            self.http_process(idx as usize);
+        }
+    }
+
+    /// Closes connections past their deadlines: a request head not whole
+    /// within `request_timeout` of its first byte, idle between requests or
+    /// an answer unread for `idle_timeout`. A connection waiting for its
+    /// answer from the shards has no deadline here (a scrape gives up on
+    /// its own).
+    pub(super) fn http_expire(&mut self) {
         let now = self.now;
-        let timeout = self.settings.http.idle_timeout;
+        let idle = self.settings.http.idle_timeout;
+        let head = self.settings.http.request_timeout;
         for idx in 0..self.http.conns.len() {
-            let expired = match &self.http.conns[idx] {
-                Some(c) => now.saturating_sub(c.last_active) > timeout,
-                None => false,
+            let Some(c) = &self.http.conns[idx] else {
+                continue;
             };
-            if expired {
-                let v6 = self.http.conns[idx].as_ref().is_some_and(|c| c.v6);
-                self.stats.socket[self.id]
-                    .http(v6)
-                    .connections_timed_out
-                    .inc();
+            let c_stats = self.stats.socket[self.id].http(c.v6);
+            let counter = if c.wpos < c.wbuf.len() {
+                (now.saturating_sub(c.last_sent) > idle).then_some(&c_stats.connections_timed_out)
+            } else if c.waiting.is_some() {
+                None
+            } else if let Some(since) = c.head_since {
+                (now.saturating_sub(since) > head).then_some(&c_stats.connections_too_slow)
+            } else {
+                (now.saturating_sub(c.idle_since) > idle).then_some(&c_stats.connections_timed_out)
+            };
+            if let Some(counter) = counter {
+                counter.inc();
                 self.http_close(idx);
             }
         }
