@@ -390,8 +390,8 @@ impl SocketWorker {
         let counters = self.stats.socket[self.id].http(v6);
         // A client that closed its side still gets an answer to every
         // request it sent; the last one says the connection closes.
-        let keep_alive = req.keep_alive
-            && !(c.peer_closed && !matches!(http::parse(&c.rbuf, &self.http.parse), Ok(Some(_))));
+        let more = || matches!(http::parse(&c.rbuf, &self.http.parse), Ok(Some(_)));
+        let keep_alive = req.keep_alive && (!c.peer_closed || more());
         // The client's address: the TCP peer, or what a trusted proxy says.
         let mut client_ip = c.peer.ip();
         if self.settings.http.real_ip_header.is_some()
