@@ -2,7 +2,8 @@
 //! hashes, listed passkeys), the checks made against it on the hot path, and
 //! why a request was refused.
 
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, OnceLock};
 
 use super::config::{AccessConfig, AccessMode};
 use super::file::{parse_info_hashes, parse_passkeys, read};
@@ -37,6 +38,25 @@ impl Refusal {
             Refusal::PasskeyMissing | Refusal::PasskeyUnknown => c.errors_passkey.inc(),
         }
     }
+}
+
+/// The label under which a passkey listed without a user is shown in the
+/// stats: `key-` and 12 hex digits of a keyed hash of the key.
+///
+/// Why keyed with a secret made at start-up (SipHash, the standard
+/// library's `RandomState`), not a plain SHA-256: the passkeys file takes
+/// keys as short as one character, and a plain hash of a short or guessable
+/// key is undone by hashing candidates. Without the secret nobody can test a
+/// guess. The price: the tag changes when the process restarts, as the
+/// counters themselves do (they count from start-up); it stays the same
+/// across reloads. An operator who wants a stable name gives the key a user.
+/// Why 12 digits: two keys with the same tag would be summed as one, and at
+/// 100 000 keys without a user the odds of that are about 1 in 50 000 with
+/// 48 bits (with 32 they would be better than even).
+pub fn passkey_tag(key: &str) -> String {
+    static SECRET: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let hash = SECRET.get_or_init(Default::default).hash_one(key);
+    format!("key-{:012x}", hash >> 16)
 }
 
 #[derive(Debug)]
@@ -188,17 +208,19 @@ impl AccessList {
         Some(Arc::new(move |h: &InfoHash| list.allows(h)))
     }
 
-    /// Counters by user (or by key, for keys without a user), sorted.
+    /// Counters by user (keys that share a user are summed), or by
+    /// [`passkey_tag`] for keys without a user, sorted by that label. A key
+    /// itself is never shown: whoever reads the stats could announce with it.
     pub(crate) fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
-        let mut by_label: std::collections::BTreeMap<&str, PasskeyCounters> = Default::default();
+        let mut by_label: std::collections::BTreeMap<String, PasskeyCounters> = Default::default();
         for (key, p) in self.passkeys.iter().flatten() {
-            let label = p.user.as_deref().unwrap_or(key);
+            let label = match &p.user {
+                Some(user) => user.to_string(),
+                None => passkey_tag(key),
+            };
             *by_label.entry(label).or_default() += p.tally.get();
         }
-        by_label
-            .into_iter()
-            .map(|(l, c)| (l.to_owned(), c))
-            .collect()
+        by_label.into_iter().collect()
     }
 }
 
@@ -257,6 +279,23 @@ mod tests {
         assert_eq!(private.check_scrape(None), Err(Refusal::PasskeyMissing));
         assert_eq!(private.check_scrape(Some("k1")), Ok(()));
         assert!(AccessList::open().check_scrape(None).is_ok());
+    }
+
+    #[test]
+    fn passkey_stats_show_users_and_tags_never_keys() {
+        let l = list(
+            AccessMode::Off,
+            &[],
+            &[("k1", Some("alice")), ("k2", None), ("k3", Some("alice"))],
+        );
+        let stats = l.passkey_stats();
+        let labels: Vec<&str> = stats.iter().map(|(label, _)| label.as_str()).collect();
+        assert_eq!(labels, ["alice", passkey_tag("k2").as_str()]);
+        let tag = passkey_tag("k2");
+        assert_eq!(tag.len(), "key-".len() + 12);
+        assert!(tag[4..].bytes().all(|b| b.is_ascii_hexdigit()), "{tag}");
+        assert_eq!(tag, passkey_tag("k2"), "the same key, the same tag");
+        assert_ne!(tag, passkey_tag("k3"));
     }
 
     fn announce(hash: InfoHash, port: u8) -> Announce {

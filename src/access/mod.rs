@@ -23,6 +23,7 @@ pub use config::{AccessConfig, AccessMode};
 // public fields and methods of `crate::workers` name them; they can be
 // `pub(crate)` once those are.
 pub use ledger::{Account, Ledger, PasskeyCounters};
+pub use list::passkey_tag;
 pub(crate) use list::AccessList;
 pub(crate) use route::parse_target;
 pub use route::Route;

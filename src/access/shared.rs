@@ -119,7 +119,8 @@ impl Access {
     }
 
     /// Per-passkey counters, labelled by user (keys that share a user are
-    /// summed) or by the key itself when it has no user.
+    /// summed) or by a tag for a key without a user (see
+    /// [`super::passkey_tag`]); a key is never shown.
     pub fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
         self.current().passkey_stats()
     }
