@@ -464,9 +464,10 @@ impl Tracker {
         self.access.reload()
     }
 
-    /// Counters per passkey user (or per key, for keys listed without a
-    /// user), sorted by that label; empty when passkeys are off. They grow
-    /// from start-up (and survive reloads while the key stays listed).
+    /// Counters per passkey user (or per `key-` tag, for keys listed
+    /// without a user: see [`crate::access::passkey_tag`]; a key itself is
+    /// never shown), sorted by that label; empty when passkeys are off.
+    /// They grow from start-up (and survive reloads while the key stays listed).
     pub fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
         self.access.passkey_stats()
     }

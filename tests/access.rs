@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use swarmd::access::{AccessMode, PasskeyCounters};
+use swarmd::access::{passkey_tag, AccessMode, PasskeyCounters};
 use swarmd::protocol::http::url_encode;
 use swarmd::protocol::udp::{Request, Response, ScrapeStats};
 use swarmd::protocol::{AnnounceEvent, InfoHash};
@@ -444,6 +444,16 @@ fn passkeys_and_allow_list_together() {
     t.stop().unwrap();
 }
 
+/// The body of the stats endpoint's `/passkeys`.
+fn stats_passkeys(t: &Tracker) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(t.stats_addr().unwrap()).unwrap();
+    s.write_all(b"GET /passkeys HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
 fn http_totals(addr: SocketAddr, key: &str, port: u16, up: u64, down: u64, event: &str) {
     let path = format!(
         "/{key}/announce?info_hash={}&peer_id={}&port={port}&uploaded={up}&downloaded={down}&left=5{event}",
@@ -487,7 +497,7 @@ fn passkey_counters_sum_deltas_per_user() {
                 }
             ),
             (
-                "k2".to_string(),
+                passkey_tag("k2"),
                 PasskeyCounters {
                     announces: 1,
                     uploaded: 0,
@@ -497,14 +507,7 @@ fn passkey_counters_sum_deltas_per_user() {
         ]
     );
     // The stats endpoint shows the same.
-    let body = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(t.stats_addr().unwrap()).unwrap();
-        s.write_all(b"GET /passkeys HTTP/1.1\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out.split_once("\r\n\r\n").unwrap().1.to_string()
-    };
+    let body = stats_passkeys(&t);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v[0]["user"], "alice");
     assert_eq!(v[0]["uploaded"], 1525);
@@ -522,5 +525,25 @@ fn passkey_counters_sum_deltas_per_user() {
     let mut c = Client::new(t.udp_addrs()[0]);
     assert!(udp_announce(&mut c, hash(7), "/announce/k3").is_err());
     assert_eq!(t.passkey_stats(), before);
+    t.stop().unwrap();
+}
+
+#[test]
+fn passkeys_endpoint_never_prints_a_key() {
+    let dir = TempDir::new("keyleak");
+    let path = dir.write("keys.txt", "k1 alice\nSecretKeyNoUser\n");
+    let t = tracker_with(move |c| c.access.passkeys_file = path);
+    let http = t.http_addrs()[0];
+    http_totals(http, "SecretKeyNoUser", 7003, 0, 0, "&event=started");
+    http_totals(http, "k1", 7004, 0, 0, "&event=started");
+    let body = stats_passkeys(&t);
+    assert!(!body.contains("SecretKeyNoUser"), "a key in clear: {body}");
+    assert!(!body.contains("k1"), "a key in clear: {body}");
+    let tag = passkey_tag("SecretKeyNoUser");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["user"], "alice");
+    assert_eq!(v[0]["announces"], 1);
+    assert_eq!(v[1]["user"], tag.as_str(), "{body}");
+    assert_eq!(v[1]["announces"], 1);
     t.stop().unwrap();
 }

@@ -287,27 +287,6 @@ fn a_client_that_stops_halfway_does_not_block_others() {
 }
 
 #[test]
-fn connection_limit_refuses_extra_connections() {
-    let t = tracker_with(|c| c.http.max_connections = swarmd::config::Positive(2));
-    let addr = t.http_addrs()[0];
-    let mut a = HttpClient::connect(addr);
-    let mut b = HttpClient::connect(addr);
-    assert_eq!(
-        a.get(&announce_path(hash(31), &[1; 20], 9, 0, "")).status,
-        200
-    );
-    assert_eq!(
-        b.get(&announce_path(hash(31), &[2; 20], 10, 0, "")).status,
-        200
-    );
-    let mut c = HttpClient::connect(addr);
-    assert!(c.closed_by_server(), "third connection closed at once");
-    assert_eq!(t.stats().http_total(|f| &f.connections_refused).0, 1);
-    drop(a);
-    t.stop().unwrap();
-}
-
-#[test]
 fn http_and_udp_peers_see_each_other() {
     let t = tracker();
     let mut h = HttpClient::connect(t.http_addrs()[0]);

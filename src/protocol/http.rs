@@ -11,16 +11,14 @@ use std::net::IpAddr;
 use super::bencode;
 use super::udp::ScrapeStats;
 use super::{AnnounceEvent, InfoHash, PeerId};
+use crate::access::parse_target;
 
 /// Most headers read from a request.
 const MAX_HEADERS: usize = 32;
 
-/// What the path asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    Announce,
-    Scrape,
-}
+/// What the path asked for: one parser (in `access`) reads HTTP paths and
+/// BEP 41 URL data alike.
+pub use crate::access::Route;
 
 /// A parsed request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,11 +150,9 @@ pub fn parse(
         }
     }
     let target = req.path.ok_or(HttpError::BadRequest)?;
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (target, ""),
-    };
-    let (route, passkey) = route(path)?;
+    let target = parse_target(target);
+    let (route, query) = (target.route.ok_or(HttpError::NotFound)?, target.query);
+    let passkey = target.passkey.map(str::to_owned);
     let query = match route {
         Route::Announce => Query::Announce(parse_announce(query)?),
         Route::Scrape => Query::Scrape(parse_scrape(query, settings.max_scrape)?),
@@ -171,29 +167,6 @@ pub fn parse(
         },
         used,
     )))
-}
-
-/// `/announce`, `/announce/<key>`, `/<key>/announce`, and the same for
-/// scrape.
-fn route(path: &str) -> Result<(Route, Option<String>), HttpError> {
-    let which = |s: &str| match s {
-        "announce" | "announce.php" => Some(Route::Announce),
-        "scrape" | "scrape.php" => Some(Route::Scrape),
-        _ => None,
-    };
-    let path = path.trim_matches('/');
-    // No allocation for the common case, a bare `/announce`.
-    let Some((first, second)) = path.split_once('/') else {
-        return which(path).map(|r| (r, None)).ok_or(HttpError::NotFound);
-    };
-    if second.contains('/') {
-        return Err(HttpError::NotFound);
-    }
-    match (which(first), which(second)) {
-        (Some(r), _) if !second.is_empty() => Ok((r, Some(second.to_owned()))),
-        (None, Some(r)) if !first.is_empty() => Ok((r, Some(first.to_owned()))),
-        _ => Err(HttpError::NotFound),
-    }
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -631,20 +604,6 @@ mod tests {
         );
         let post = b"POST /announce HTTP/1.1\r\n\r\n";
         assert_eq!(parse(post, &settings()), Err(HttpError::MethodNotAllowed));
-    }
-
-    #[test]
-    fn routes_with_passkeys() {
-        for (path, want, key) in [
-            ("/announce", Route::Announce, None),
-            ("/announce/abc", Route::Announce, Some("abc")),
-            ("/abc/announce", Route::Announce, Some("abc")),
-            ("/scrape/abc", Route::Scrape, Some("abc")),
-            ("/abc/scrape", Route::Scrape, Some("abc")),
-        ] {
-            assert_eq!(route(path).unwrap(), (want, key.map(String::from)));
-        }
-        assert!(route("/a/b/announce").is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - `/stats`: the same numbers as JSON, plus rates per second
 //! - `/torrents?top=N`: the largest swarms (as of the last cleaning pass)
 //! - `/torrents/<40 hex digits>`: one torrent's counts
-//! - `/passkeys`: per-passkey announces and uploaded/downloaded deltas
+//! - `/passkeys`: per-passkey announces and uploaded/downloaded deltas, by
+//!   user or by a tag of the key (never the key itself)
 //! - `/healthz`: `ok` while every worker runs, 503 otherwise
 //!
 //! One request per connection, answered and closed. The endpoint is for an

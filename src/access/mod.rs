@@ -1,0 +1,31 @@
+//! Access control for private and curated trackers, one job a file:
+//!
+//! - `config`: the `[access]` table;
+//! - `file`: reading the info-hash list and the passkeys file, with
+//!   `file:line: reason` errors;
+//! - `list`: one immutable version of the lists and the checks made against
+//!   it on the hot path, and why a request was refused;
+//! - `shared`: the lists shared by the workers, swapped whole on reload, and
+//!   each worker's handle on them;
+//! - `ledger`: what each passkey announced, uploaded and downloaded;
+//! - `route`: where a request goes and which passkey it carries, for HTTP
+//!   paths and BEP 41 URL data alike.
+
+mod config;
+mod file;
+mod ledger;
+mod list;
+mod route;
+mod shared;
+
+pub use config::{AccessConfig, AccessMode};
+// `Account`, `Ledger` and `AccessReader` are only used in the crate, but
+// public fields and methods of `crate::workers` name them; they can be
+// `pub(crate)` once those are.
+pub use ledger::{Account, Ledger, PasskeyCounters};
+pub use list::passkey_tag;
+pub(crate) use list::AccessList;
+pub(crate) use route::parse_target;
+pub use route::Route;
+pub(crate) use shared::reload_every;
+pub use shared::{Access, AccessReader};
