@@ -5,10 +5,14 @@
 //! a `failure reason`. Pure functions, no I/O: the load threads and `ping`
 //! both use them.
 
+use std::io::Write;
+
+use swarmd::protocol::bencode::unsigned;
+use swarmd::protocol::http::percent_encode;
 use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
 
+use crate::bencode;
 use crate::check::{Expect, Invalid, Kind, Verdict};
-use swarmd::protocol::bencode::unsigned;
 
 /// Most headers read from a response head; trackers send three or four.
 const MAX_HEADERS: usize = 16;
@@ -27,20 +31,6 @@ pub struct Announce {
     pub numwant: i32,
     /// Sent as `key` (8 hex digits), as real clients do.
     pub key: u32,
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-/// Appends `bytes` percent-encoded: the unreserved characters of RFC 3986
-/// as they are, every other byte as `%XX`.
-pub fn percent_encode(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
-    }
 }
 
 /// The end of every request: the version, a Host header (HTTP/1.1 requires
@@ -78,11 +68,8 @@ pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
         out.extend_from_slice(b"&numwant=");
         unsigned(out, n);
     }
-    out.extend_from_slice(b"&key=");
-    for shift in (0..8).rev() {
-        out.push(HEX[((a.key >> (shift * 4)) & 15) as usize]);
-    }
-    out.extend_from_slice(b"&compact=1");
+    // Writing to a `Vec` can't fail.
+    let _ = write!(out, "&key={:08X}&compact=1", a.key);
     finish_head(out, host);
 }
 
@@ -282,122 +269,6 @@ fn judge_scrape(entries: bencode::Dict<'_>, asked: Option<u16>) -> Verdict {
     }
 }
 
-/// Just enough bencode reading for the checks: values are validated and
-/// walked in place, without building a tree.
-pub mod bencode {
-    /// Deeper nesting than any tracker response has is refused rather than
-    /// followed, so a hostile body can't exhaust the stack.
-    const MAX_DEPTH: u32 = 16;
-
-    /// Where the well-formed value starting at `pos` ends, if it is one.
-    fn value_end(b: &[u8], pos: usize, depth: u32) -> Option<usize> {
-        match *b.get(pos)? {
-            b'i' => {
-                let end = pos + 1 + b.get(pos + 1..)?.iter().position(|&c| c == b'e')?;
-                parse_int(&b[pos + 1..end])?;
-                Some(end + 1)
-            }
-            b'0'..=b'9' => {
-                let colon = pos + b[pos..].iter().position(|&c| c == b':')?;
-                let len: usize = std::str::from_utf8(&b[pos..colon]).ok()?.parse().ok()?;
-                let end = colon.checked_add(1)?.checked_add(len)?;
-                (end <= b.len()).then_some(end)
-            }
-            b'l' | b'd' if depth < MAX_DEPTH => {
-                let dict = b[pos] == b'd';
-                let mut at = pos + 1;
-                let mut item = 0usize;
-                while *b.get(at)? != b'e' {
-                    // Dictionary keys are byte strings.
-                    if dict && item % 2 == 0 && !b[at].is_ascii_digit() {
-                        return None;
-                    }
-                    at = value_end(b, at, depth + 1)?;
-                    item += 1;
-                }
-                // A key without a value is not a dictionary.
-                (!dict || item % 2 == 0).then_some(at + 1)
-            }
-            _ => None,
-        }
-    }
-
-    fn parse_int(digits: &[u8]) -> Option<i64> {
-        let s = std::str::from_utf8(digits).ok()?;
-        // Bencode forbids leading zeros and "-0"; `parse` would take them.
-        let bare = s.strip_prefix('-').unwrap_or(s);
-        if bare.is_empty() || (bare.starts_with('0') && s != "0") {
-            return None;
-        }
-        s.parse().ok()
-    }
-
-    /// The value of `i<n>e` spanning all of `v`.
-    pub fn int(v: &[u8]) -> Option<i64> {
-        let digits = v.strip_prefix(b"i")?.strip_suffix(b"e")?;
-        parse_int(digits)
-    }
-
-    /// The bytes of `<len>:<bytes>` spanning all of `v`.
-    pub fn bytes(v: &[u8]) -> Option<&[u8]> {
-        if !v.first()?.is_ascii_digit() {
-            return None;
-        }
-        let colon = v.iter().position(|&c| c == b':')?;
-        let len: usize = std::str::from_utf8(&v[..colon]).ok()?.parse().ok()?;
-        let rest = &v[colon + 1..];
-        (rest.len() == len).then_some(rest)
-    }
-
-    /// The items of a list spanning all of the (validated) input.
-    pub struct List<'a> {
-        b: &'a [u8],
-        at: usize,
-    }
-
-    impl<'a> List<'a> {
-        pub fn new(v: &'a [u8]) -> Option<List<'a>> {
-            (v.first() == Some(&b'l') && value_end(v, 0, 0) == Some(v.len()))
-                .then_some(List { b: v, at: 1 })
-        }
-    }
-
-    impl<'a> Iterator for List<'a> {
-        type Item = &'a [u8];
-
-        fn next(&mut self) -> Option<&'a [u8]> {
-            if self.b.get(self.at) == Some(&b'e') {
-                return None;
-            }
-            let end = value_end(self.b, self.at, 1)?;
-            let item = &self.b[self.at..end];
-            self.at = end;
-            Some(item)
-        }
-    }
-
-    /// The (key, value) pairs of a dictionary spanning all of the input,
-    /// each value as its encoded bytes. Checked whole when made, so walking
-    /// it can't fail.
-    pub struct Dict<'a>(List<'a>);
-
-    impl<'a> Dict<'a> {
-        pub fn new(v: &'a [u8]) -> Option<Dict<'a>> {
-            (v.first() == Some(&b'd') && value_end(v, 0, 0) == Some(v.len()))
-                .then_some(Dict(List { b: v, at: 1 }))
-        }
-    }
-
-    impl<'a> Iterator for Dict<'a> {
-        type Item = (&'a [u8], &'a [u8]);
-
-        fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
-            let key = bytes(self.0.next()?)?;
-            Some((key, self.0.next()?))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,13 +308,6 @@ mod tests {
             .expect("complete");
         assert_eq!(used, req.len(), "one whole request head");
         r
-    }
-
-    #[test]
-    fn percent_encoding_keeps_only_unreserved_characters() {
-        let mut out = Vec::new();
-        percent_encode(&mut out, b"aZ09-._~ %+&=\x00\xff/");
-        assert_eq!(out, b"aZ09-._~%20%25%2B%26%3D%00%FF%2F");
     }
 
     #[test]

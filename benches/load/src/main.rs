@@ -6,6 +6,7 @@
 //! for UDP, `http` for HTTP).
 
 mod aquatic;
+mod bencode;
 mod check;
 mod client;
 mod cores;
