@@ -9,29 +9,14 @@ use std::io::Write;
 
 use swarmd::protocol::bencode::unsigned;
 use swarmd::protocol::http::percent_encode;
-use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
+use swarmd::protocol::{AnnounceEvent, InfoHash};
 
 use crate::bencode;
 use crate::check::{Expect, Invalid, Kind, Verdict};
+use crate::peers::Announce;
 
 /// Most headers read from a response head; trackers send three or four.
 const MAX_HEADERS: usize = 16;
-
-/// What one announce says; the rest of the request is fixed (`compact=1`).
-#[derive(Clone, Copy, Debug)]
-pub struct Announce {
-    pub info_hash: InfoHash,
-    pub peer_id: PeerId,
-    pub port: u16,
-    pub uploaded: u64,
-    pub downloaded: u64,
-    pub left: u64,
-    pub event: AnnounceEvent,
-    /// Negative: leave it to the tracker (no `numwant` parameter).
-    pub numwant: i32,
-    /// Sent as `key` (8 hex digits), as real clients do.
-    pub key: u32,
-}
 
 /// The end of every request: the version, a Host header (HTTP/1.1 requires
 /// one) and a User-Agent, as clients send. No `Connection` header: HTTP/1.1
@@ -43,7 +28,7 @@ fn finish_head(out: &mut Vec<u8>, host: &str) {
 }
 
 /// Appends a whole `GET /announce?...` request for `host` (e.g.
-/// `127.0.0.1:6969`).
+/// `127.0.0.1:6969`), with `compact=1`; no `numwant` when it is negative.
 pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
     out.extend_from_slice(b"GET /announce?info_hash=");
     percent_encode(out, &a.info_hash.0);
@@ -276,6 +261,7 @@ mod tests {
         self as server, AnnounceReply, HttpRequest, ParseSettings, PeerFormat, Query,
     };
     use swarmd::protocol::udp::ScrapeStats;
+    use swarmd::protocol::PeerId;
 
     const HOST: &str = "127.0.0.1:6969";
 
@@ -413,6 +399,18 @@ mod tests {
         }
     }
 
+    /// Each body, answered with status 200, is judged `why` for `e`.
+    fn each_judged(bodies: &[&[u8]], e: Expect, why: Invalid) {
+        for body in bodies {
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(
+                verdict(&reply(body, ""), e),
+                Verdict::Invalid(why),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn framing_by_content_length() {
         let mut two = Vec::new();
@@ -445,33 +443,21 @@ mod tests {
 
     #[test]
     fn framing_refuses_what_it_cannot_delimit() {
-        fn bad(s: &[u8]) -> Framed<'_> {
-            split_response(s, 1024)
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\n\r\nde"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nde",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+            b"\x00\x01garbage\r\n\r\n",
+        ] {
+            let why = String::from_utf8_lossy(bad);
+            assert_eq!(
+                split_response(bad, 1024),
+                Framed::Bad(Invalid::HttpHead),
+                "{why}"
+            );
         }
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\n\r\nde"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nde"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"\x00\x01garbage\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
     }
 
     #[test]
@@ -512,18 +498,15 @@ mod tests {
             verdict(&reply(dicts, ""), e),
             Verdict::Announced { peers: 1 }
         );
-        for missing in [
-            &b"d5:peers0:e"[..],
-            b"d8:intervali60ee",
-            b"d8:interval2:605:peers0:e",
-        ] {
-            assert_eq!(
-                verdict(&reply(missing, ""), e),
-                Verdict::Invalid(Invalid::MissingField),
-                "{}",
-                String::from_utf8_lossy(missing)
-            );
-        }
+        each_judged(
+            &[
+                &b"d5:peers0:e"[..],
+                b"d8:intervali60ee",
+                b"d8:interval2:605:peers0:e",
+            ],
+            e,
+            Invalid::MissingField,
+        );
     }
 
     #[test]
@@ -542,23 +525,20 @@ mod tests {
             verdict(&not_found, e),
             Verdict::Invalid(Invalid::HttpStatus)
         );
-        for bad in [
-            &b""[..],
-            b"le",
-            b"d8:intervali60e5:peers0:",
-            b"d8:intervali60e5:peers0:ee",
-            b"d8:intervali060e5:peers0:e",
-            b"di1ei2ee",
-            b"d8:intervale",
-            b"d5:peers99:e",
-        ] {
-            assert_eq!(
-                verdict(&reply(bad, ""), e),
-                Verdict::Invalid(Invalid::Bencode),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        each_judged(
+            &[
+                &b""[..],
+                b"le",
+                b"d8:intervali60e5:peers0:",
+                b"d8:intervali60e5:peers0:ee",
+                b"d8:intervali060e5:peers0:e",
+                b"di1ei2ee",
+                b"d8:intervale",
+                b"d5:peers99:e",
+            ],
+            e,
+            Invalid::Bencode,
+        );
         // Too deep to follow.
         let deep = format!("d1:x{}{}e", "l".repeat(40), "e".repeat(40));
         assert_eq!(
@@ -600,19 +580,16 @@ mod tests {
             "d5:filesd20:{}d8:completei1e10:incompletei0eeee",
             "a".repeat(20)
         );
-        for bad in [
-            &b"d8:intervali60ee"[..],
-            b"d5:files0:e",
-            short_key,
-            no_downloaded.as_bytes(),
-        ] {
-            assert_eq!(
-                verdict(&reply(bad, ""), expect(Kind::Scrape, Some(3))),
-                Verdict::Invalid(Invalid::MissingField),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        each_judged(
+            &[
+                &b"d8:intervali60ee"[..],
+                b"d5:files0:e",
+                short_key,
+                no_downloaded.as_bytes(),
+            ],
+            expect(Kind::Scrape, Some(3)),
+            Invalid::MissingField,
+        );
     }
 
     #[test]
