@@ -45,10 +45,10 @@ trap 'exit 130' INT TERM
 
 if [[ $BUILD == 1 ]]; then
     note "building swarmd-load"
-    (cd "$ROOT" && cargo build --release --quiet --bin swarmd-load) || die "swarmd-load does not build"
+    (cd "$ROOT" && cargo build --release --quiet -p swarmd-load) || die "swarmd-load does not build"
     if [[ " $SERVERS " == *" swarmd "* ]]; then
         note "building swarmd"
-        (cd "$ROOT" && cargo build --release --quiet --bin swarmd) || note "swarmd does not build"
+        (cd "$ROOT" && cargo build --release --quiet -p swarmd --bin swarmd) || note "swarmd does not build"
     fi
 fi
 [[ -x $LOADGEN ]] || die "no load generator at $LOADGEN"

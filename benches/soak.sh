@@ -18,7 +18,7 @@ PEERS=${PEERS:-2000000}
 BUILD=${BUILD:-1}
 
 if [ "$BUILD" = 1 ]; then
-  (cd "$ROOT" && cargo build --release --bin swarmd --bin swarmd-load)
+  (cd "$ROOT" && cargo build --release -p swarmd -p swarmd-load)
 fi
 work=$(mktemp -d)
 pids=()

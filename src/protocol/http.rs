@@ -345,17 +345,26 @@ fn parse_scrape(query: &str, max: usize) -> Result<Vec<InfoHash>, HttpError> {
     Ok(hashes)
 }
 
-/// Percent-encodes bytes for a query string (used by clients and tests).
-pub fn url_encode(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 3);
+/// Appends `bytes` percent-encoded for a query string, as a client writes
+/// them (the load generator, tests): the unreserved characters of RFC 3986
+/// as they are, every other byte as `%XX`. No allocation.
+pub fn percent_encode(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            s.push(b as char);
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
         } else {
-            s.push_str(&format!("%{b:02X}"));
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         }
     }
-    s
+}
+
+/// [`percent_encode`] into a new string.
+pub fn url_encode(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 3);
+    percent_encode(&mut out, bytes);
+    // Only ASCII was written, so each byte is its own char.
+    out.into_iter().map(char::from).collect()
 }
 
 /// An announce reply's numbers.
@@ -541,6 +550,14 @@ mod tests {
 
     fn get(path: &str) -> Vec<u8> {
         format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        let mut out = Vec::new();
+        percent_encode(&mut out, b"aZ09-._~ %+&=\x00\xff/");
+        assert_eq!(out, b"aZ09-._~%20%25%2B%26%3D%00%FF%2F");
+        assert_eq!(url_encode(b"a b"), "a%20b");
     }
 
     #[test]

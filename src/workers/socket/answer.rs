@@ -14,25 +14,26 @@ impl SocketWorker {
     /// A batch that could not be handed over: count it, give up its scrapes,
     /// tell its HTTP clients.
     pub(super) fn dropped(&mut self, mut requests: Vec<SwarmRequest>) {
+        // Counted before the client is told, so whoever sees the answer
+        // sees the count.
         for r in requests.drain(..) {
-            let origin = match r {
+            match r {
                 SwarmRequest::Announce { origin, .. } => {
+                    self.counters(origin).dropped_channel_full.inc();
                     if let Reply::Http { conn, generation } = origin.reply {
                         self.http_failure(conn, generation, "tracker busy, try again");
                     }
-                    origin
                 }
                 SwarmRequest::ScrapePart { pending, .. } => {
                     let Some(origin) = self.scrapes.origin(pending) else {
                         continue;
                     };
+                    self.counters(origin).dropped_channel_full.inc();
                     if let Some(finished) = self.scrapes.part_lost(pending) {
                         self.finish_scrape(finished);
                     }
-                    origin
                 }
-            };
-            self.counters(origin).dropped_channel_full.inc();
+            }
         }
         self.dispatch.recycle_requests(requests);
     }

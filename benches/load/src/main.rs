@@ -6,13 +6,17 @@
 //! for UDP, `http` for HTTP).
 
 mod aquatic;
+mod bencode;
 mod check;
 mod client;
 mod cores;
 mod http;
 mod http_wire;
+mod meter;
 mod model;
 mod options;
+mod pace;
+mod peers;
 mod ping;
 mod report;
 mod responder;
@@ -28,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::client::{new_histogram, Plan, ThreadResult};
+use crate::meter::{new_histogram, Plan, ThreadResult};
 use crate::model::Population;
 use crate::options::{Command, HashesOptions, LoadOptions, Protocol, USAGE};
 use crate::report::{progress_line, Counters, PeerTally, Summary};

@@ -5,43 +5,18 @@
 //! a `failure reason`. Pure functions, no I/O: the load threads and `ping`
 //! both use them.
 
-use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
+use std::io::Write;
 
-use crate::check::{Expect, Invalid, Kind, Verdict};
 use swarmd::protocol::bencode::unsigned;
+use swarmd::protocol::http::percent_encode;
+use swarmd::protocol::{AnnounceEvent, InfoHash};
+
+use crate::bencode;
+use crate::check::{Expect, Invalid, Kind, Verdict};
+use crate::peers::Announce;
 
 /// Most headers read from a response head; trackers send three or four.
 const MAX_HEADERS: usize = 16;
-
-/// What one announce says; the rest of the request is fixed (`compact=1`).
-#[derive(Clone, Copy, Debug)]
-pub struct Announce {
-    pub info_hash: InfoHash,
-    pub peer_id: PeerId,
-    pub port: u16,
-    pub uploaded: u64,
-    pub downloaded: u64,
-    pub left: u64,
-    pub event: AnnounceEvent,
-    /// Negative: leave it to the tracker (no `numwant` parameter).
-    pub numwant: i32,
-    /// Sent as `key` (8 hex digits), as real clients do.
-    pub key: u32,
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-/// Appends `bytes` percent-encoded: the unreserved characters of RFC 3986
-/// as they are, every other byte as `%XX`.
-pub fn percent_encode(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
-    }
-}
 
 /// The end of every request: the version, a Host header (HTTP/1.1 requires
 /// one) and a User-Agent, as clients send. No `Connection` header: HTTP/1.1
@@ -53,7 +28,7 @@ fn finish_head(out: &mut Vec<u8>, host: &str) {
 }
 
 /// Appends a whole `GET /announce?...` request for `host` (e.g.
-/// `127.0.0.1:6969`).
+/// `127.0.0.1:6969`), with `compact=1`; no `numwant` when it is negative.
 pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
     out.extend_from_slice(b"GET /announce?info_hash=");
     percent_encode(out, &a.info_hash.0);
@@ -78,11 +53,8 @@ pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
         out.extend_from_slice(b"&numwant=");
         unsigned(out, n);
     }
-    out.extend_from_slice(b"&key=");
-    for shift in (0..8).rev() {
-        out.push(HEX[((a.key >> (shift * 4)) & 15) as usize]);
-    }
-    out.extend_from_slice(b"&compact=1");
+    // Writing to a `Vec` can't fail.
+    let _ = write!(out, "&key={:08X}&compact=1", a.key);
     finish_head(out, host);
 }
 
@@ -282,122 +254,6 @@ fn judge_scrape(entries: bencode::Dict<'_>, asked: Option<u16>) -> Verdict {
     }
 }
 
-/// Just enough bencode reading for the checks: values are validated and
-/// walked in place, without building a tree.
-pub mod bencode {
-    /// Deeper nesting than any tracker response has is refused rather than
-    /// followed, so a hostile body can't exhaust the stack.
-    const MAX_DEPTH: u32 = 16;
-
-    /// Where the well-formed value starting at `pos` ends, if it is one.
-    fn value_end(b: &[u8], pos: usize, depth: u32) -> Option<usize> {
-        match *b.get(pos)? {
-            b'i' => {
-                let end = pos + 1 + b.get(pos + 1..)?.iter().position(|&c| c == b'e')?;
-                parse_int(&b[pos + 1..end])?;
-                Some(end + 1)
-            }
-            b'0'..=b'9' => {
-                let colon = pos + b[pos..].iter().position(|&c| c == b':')?;
-                let len: usize = std::str::from_utf8(&b[pos..colon]).ok()?.parse().ok()?;
-                let end = colon.checked_add(1)?.checked_add(len)?;
-                (end <= b.len()).then_some(end)
-            }
-            b'l' | b'd' if depth < MAX_DEPTH => {
-                let dict = b[pos] == b'd';
-                let mut at = pos + 1;
-                let mut item = 0usize;
-                while *b.get(at)? != b'e' {
-                    // Dictionary keys are byte strings.
-                    if dict && item % 2 == 0 && !b[at].is_ascii_digit() {
-                        return None;
-                    }
-                    at = value_end(b, at, depth + 1)?;
-                    item += 1;
-                }
-                // A key without a value is not a dictionary.
-                (!dict || item % 2 == 0).then_some(at + 1)
-            }
-            _ => None,
-        }
-    }
-
-    fn parse_int(digits: &[u8]) -> Option<i64> {
-        let s = std::str::from_utf8(digits).ok()?;
-        // Bencode forbids leading zeros and "-0"; `parse` would take them.
-        let bare = s.strip_prefix('-').unwrap_or(s);
-        if bare.is_empty() || (bare.starts_with('0') && s != "0") {
-            return None;
-        }
-        s.parse().ok()
-    }
-
-    /// The value of `i<n>e` spanning all of `v`.
-    pub fn int(v: &[u8]) -> Option<i64> {
-        let digits = v.strip_prefix(b"i")?.strip_suffix(b"e")?;
-        parse_int(digits)
-    }
-
-    /// The bytes of `<len>:<bytes>` spanning all of `v`.
-    pub fn bytes(v: &[u8]) -> Option<&[u8]> {
-        if !v.first()?.is_ascii_digit() {
-            return None;
-        }
-        let colon = v.iter().position(|&c| c == b':')?;
-        let len: usize = std::str::from_utf8(&v[..colon]).ok()?.parse().ok()?;
-        let rest = &v[colon + 1..];
-        (rest.len() == len).then_some(rest)
-    }
-
-    /// The items of a list spanning all of the (validated) input.
-    pub struct List<'a> {
-        b: &'a [u8],
-        at: usize,
-    }
-
-    impl<'a> List<'a> {
-        pub fn new(v: &'a [u8]) -> Option<List<'a>> {
-            (v.first() == Some(&b'l') && value_end(v, 0, 0) == Some(v.len()))
-                .then_some(List { b: v, at: 1 })
-        }
-    }
-
-    impl<'a> Iterator for List<'a> {
-        type Item = &'a [u8];
-
-        fn next(&mut self) -> Option<&'a [u8]> {
-            if self.b.get(self.at) == Some(&b'e') {
-                return None;
-            }
-            let end = value_end(self.b, self.at, 1)?;
-            let item = &self.b[self.at..end];
-            self.at = end;
-            Some(item)
-        }
-    }
-
-    /// The (key, value) pairs of a dictionary spanning all of the input,
-    /// each value as its encoded bytes. Checked whole when made, so walking
-    /// it can't fail.
-    pub struct Dict<'a>(List<'a>);
-
-    impl<'a> Dict<'a> {
-        pub fn new(v: &'a [u8]) -> Option<Dict<'a>> {
-            (v.first() == Some(&b'd') && value_end(v, 0, 0) == Some(v.len()))
-                .then_some(Dict(List { b: v, at: 1 }))
-        }
-    }
-
-    impl<'a> Iterator for Dict<'a> {
-        type Item = (&'a [u8], &'a [u8]);
-
-        fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
-            let key = bytes(self.0.next()?)?;
-            Some((key, self.0.next()?))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +261,7 @@ mod tests {
         self as server, AnnounceReply, HttpRequest, ParseSettings, PeerFormat, Query,
     };
     use swarmd::protocol::udp::ScrapeStats;
+    use swarmd::protocol::PeerId;
 
     const HOST: &str = "127.0.0.1:6969";
 
@@ -437,13 +294,6 @@ mod tests {
             .expect("complete");
         assert_eq!(used, req.len(), "one whole request head");
         r
-    }
-
-    #[test]
-    fn percent_encoding_keeps_only_unreserved_characters() {
-        let mut out = Vec::new();
-        percent_encode(&mut out, b"aZ09-._~ %+&=\x00\xff/");
-        assert_eq!(out, b"aZ09-._~%20%25%2B%26%3D%00%FF%2F");
     }
 
     #[test]
@@ -549,6 +399,18 @@ mod tests {
         }
     }
 
+    /// Each body, answered with status 200, is judged `why` for `e`.
+    fn each_judged(bodies: &[&[u8]], e: Expect, why: Invalid) {
+        for body in bodies {
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(
+                verdict(&reply(body, ""), e),
+                Verdict::Invalid(why),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn framing_by_content_length() {
         let mut two = Vec::new();
@@ -581,33 +443,21 @@ mod tests {
 
     #[test]
     fn framing_refuses_what_it_cannot_delimit() {
-        fn bad(s: &[u8]) -> Framed<'_> {
-            split_response(s, 1024)
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\n\r\nde"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nde",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+            b"\x00\x01garbage\r\n\r\n",
+        ] {
+            let why = String::from_utf8_lossy(bad);
+            assert_eq!(
+                split_response(bad, 1024),
+                Framed::Bad(Invalid::HttpHead),
+                "{why}"
+            );
         }
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\n\r\nde"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nde"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
-        assert_eq!(
-            bad(b"\x00\x01garbage\r\n\r\n"),
-            Framed::Bad(Invalid::HttpHead)
-        );
     }
 
     #[test]
@@ -648,18 +498,15 @@ mod tests {
             verdict(&reply(dicts, ""), e),
             Verdict::Announced { peers: 1 }
         );
-        for missing in [
-            &b"d5:peers0:e"[..],
-            b"d8:intervali60ee",
-            b"d8:interval2:605:peers0:e",
-        ] {
-            assert_eq!(
-                verdict(&reply(missing, ""), e),
-                Verdict::Invalid(Invalid::MissingField),
-                "{}",
-                String::from_utf8_lossy(missing)
-            );
-        }
+        each_judged(
+            &[
+                &b"d5:peers0:e"[..],
+                b"d8:intervali60ee",
+                b"d8:interval2:605:peers0:e",
+            ],
+            e,
+            Invalid::MissingField,
+        );
     }
 
     #[test]
@@ -678,23 +525,20 @@ mod tests {
             verdict(&not_found, e),
             Verdict::Invalid(Invalid::HttpStatus)
         );
-        for bad in [
-            &b""[..],
-            b"le",
-            b"d8:intervali60e5:peers0:",
-            b"d8:intervali60e5:peers0:ee",
-            b"d8:intervali060e5:peers0:e",
-            b"di1ei2ee",
-            b"d8:intervale",
-            b"d5:peers99:e",
-        ] {
-            assert_eq!(
-                verdict(&reply(bad, ""), e),
-                Verdict::Invalid(Invalid::Bencode),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        each_judged(
+            &[
+                &b""[..],
+                b"le",
+                b"d8:intervali60e5:peers0:",
+                b"d8:intervali60e5:peers0:ee",
+                b"d8:intervali060e5:peers0:e",
+                b"di1ei2ee",
+                b"d8:intervale",
+                b"d5:peers99:e",
+            ],
+            e,
+            Invalid::Bencode,
+        );
         // Too deep to follow.
         let deep = format!("d1:x{}{}e", "l".repeat(40), "e".repeat(40));
         assert_eq!(
@@ -736,19 +580,16 @@ mod tests {
             "d5:filesd20:{}d8:completei1e10:incompletei0eeee",
             "a".repeat(20)
         );
-        for bad in [
-            &b"d8:intervali60ee"[..],
-            b"d5:files0:e",
-            short_key,
-            no_downloaded.as_bytes(),
-        ] {
-            assert_eq!(
-                verdict(&reply(bad, ""), expect(Kind::Scrape, Some(3))),
-                Verdict::Invalid(Invalid::MissingField),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        each_judged(
+            &[
+                &b"d8:intervali60ee"[..],
+                b"d5:files0:e",
+                short_key,
+                no_downloaded.as_bytes(),
+            ],
+            expect(Kind::Scrape, Some(3)),
+            Invalid::MissingField,
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::check::{Expect, Kind, Verdict};
 use crate::http_wire::{self, Framed};
 use crate::model::Population;
 use crate::options::PingOptions;
+use crate::peers::Announce;
 
 /// How long one attempt waits for its answer.
 const ATTEMPT: Duration = Duration::from_millis(200);
@@ -90,7 +91,7 @@ fn run_http(o: &PingOptions) -> Result<ExitCode> {
     http_wire::write_announce(
         &mut request,
         &o.target.to_string(),
-        &http_wire::Announce {
+        &Announce {
             info_hash: pop.info_hash(o.torrent),
             peer_id: pop.peer_id(peer),
             port: pop.port(peer),

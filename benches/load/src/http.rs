@@ -12,21 +12,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
-use swarmd::protocol::{AnnounceEvent, InfoHash};
+use swarmd::protocol::InfoHash;
 
-use crate::check::{Expect, Invalid, Kind, Verdict};
-use crate::client::{new_histogram, Plan, ThreadResult};
+use crate::check::{Expect, Invalid, Kind};
 use crate::http_wire::{self, Framed};
-use crate::model::{peer_flags, Population};
-use crate::options::{LoadOptions, PeerOrder};
-use crate::report::{Counters, PeerTally};
+use crate::meter::{Meter, Plan, ThreadResult};
+use crate::model::Population;
+use crate::options::LoadOptions;
+use crate::pace::Pace;
+use crate::peers::Peers;
+use crate::report::Counters;
 
-/// How often a thread copies its counters out for the progress line.
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// The longest a thread sleeps in `poll`, so time outs, reconnects and the
 /// end of the run are noticed promptly.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
@@ -56,8 +55,7 @@ struct Pending {
 }
 
 /// One connection: a client with its own source address and its share of
-/// peers (global connection `index` owns peers `index`, `index + stride`,
-/// ...).
+/// peers.
 struct Conn {
     stream: Option<TcpStream>,
     local: IpAddr,
@@ -67,11 +65,7 @@ struct Conn {
     /// When a closed connection is to be opened again.
     reopen_at: Instant,
     opens: u64,
-    index: u64,
-    stride: u64,
-    peer_count: u64,
-    flags: Vec<u8>,
-    cursor: u64,
+    peers: Peers,
     pending: VecDeque<Pending>,
     wbuf: Vec<u8>,
     wpos: usize,
@@ -79,13 +73,6 @@ struct Conn {
     rbuf: Vec<u8>,
     /// In the queue of connections waiting for rate tokens.
     starved: bool,
-}
-
-impl Conn {
-    /// With `--peer-order once`: every peer of this connection has announced.
-    fn is_done(&self) -> bool {
-        self.cursor >= self.peer_count
-    }
 }
 
 /// What became of a connection while it was handled.
@@ -101,9 +88,8 @@ struct Worker<'a> {
     pop: &'a Population,
     rng: fastrand::Rng,
     poll: Poll,
-    counters: Counters,
-    hist: Histogram<u64>,
-    tally: PeerTally,
+    m: Meter<'a>,
+    pace: Pace,
     host: String,
     weight_total: u32,
     scratch: Vec<u8>,
@@ -112,11 +98,6 @@ struct Worker<'a> {
     reopen: Vec<usize>,
     /// Open connections with room for requests but no rate tokens.
     starved: VecDeque<usize>,
-    rate: Option<f64>,
-    remaining: Option<u64>,
-    tokens: f64,
-    burst: f64,
-    refilled_at: Instant,
 }
 
 /// The connections (global indices) thread `thread` of `threads` owns: an
@@ -127,12 +108,12 @@ fn share(connections: usize, threads: usize, thread: usize) -> std::ops::Range<u
     start..start + base + usize::from(thread < extra)
 }
 
-pub fn run_thread(
-    o: &LoadOptions,
-    pop: &Population,
+pub fn run_thread<'a>(
+    o: &'a LoadOptions,
+    pop: &'a Population,
     thread: usize,
     plan: Plan,
-    shared: &Mutex<Counters>,
+    shared: &'a Mutex<Counters>,
     abort: &AtomicBool,
 ) -> Result<ThreadResult> {
     let now = Instant::now();
@@ -140,58 +121,36 @@ pub fn run_thread(
     let rng = fastrand::Rng::with_seed(o.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9));
     let poll = Poll::new().context("creating a poll instance")?;
     let mut conns: Vec<Conn> = share(o.connections, o.threads, thread)
-        .map(|g| {
-            let index = g as u64;
-            let peer_count = (o.peers - index).div_ceil(stride);
-            Conn {
-                stream: None,
-                local: o.client_ip(g),
-                state: State::Closed,
-                opened_at: now,
-                reopen_at: now,
-                opens: 0,
-                index,
-                stride,
-                peer_count,
-                flags: (0..peer_count)
-                    .map(|k| pop.initial_flags(index + k * stride, o.seeder_prob))
-                    .collect(),
-                cursor: 0,
-                pending: VecDeque::with_capacity(o.inflight),
-                wbuf: Vec::with_capacity(512 * o.inflight),
-                wpos: 0,
-                rbuf: Vec::new(),
-                starved: false,
-            }
+        .map(|g| Conn {
+            stream: None,
+            local: o.client_ip(g),
+            state: State::Closed,
+            opened_at: now,
+            reopen_at: now,
+            opens: 0,
+            peers: Peers::new(o, pop, g as u64, stride),
+            pending: VecDeque::with_capacity(o.inflight),
+            wbuf: Vec::with_capacity(512 * o.inflight),
+            wpos: 0,
+            rbuf: Vec::new(),
+            starved: false,
         })
         .collect();
-    let rate = (o.rate > 0).then(|| o.rate as f64 / o.threads as f64);
-    let mut worker = Worker {
+    let worker = Worker {
         o,
         pop,
         rng,
         poll,
-        counters: Counters::default(),
-        hist: new_histogram(),
-        tally: PeerTally::default(),
+        m: Meter::new(plan, shared),
+        pace: Pace::new(o, thread, now),
         host: o.target.to_string(),
         weight_total: o.weights.iter().sum(),
         scratch: vec![0; READ_CHUNK],
         hashes: Vec::with_capacity(usize::from(o.scrape_hashes)),
         reopen: (0..conns.len()).collect(),
         starved: VecDeque::new(),
-        rate,
-        remaining: (o.requests > 0).then(|| {
-            let threads = o.threads as u64;
-            o.requests / threads + u64::from((thread as u64) < o.requests % threads)
-        }),
-        tokens: 1.0,
-        // 20 ms worth of requests, as in `udp`: `poll` oversleeps by a
-        // millisecond or two, and a smaller bucket would lose those tokens.
-        burst: rate.map_or(0.0, |r| (r * 0.02).max(1.0)),
-        refilled_at: now,
     };
-    worker.run(&mut conns, plan, shared, abort)
+    worker.run(&mut conns, plan, abort)
 }
 
 /// A non-blocking socket bound to `local` with a connect to `target` under
@@ -218,44 +177,26 @@ fn start_connect(local: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
 }
 
 impl Worker<'_> {
-    fn run(
-        &mut self,
-        conns: &mut [Conn],
-        plan: Plan,
-        shared: &Mutex<Counters>,
-        abort: &AtomicBool,
-    ) -> Result<ThreadResult> {
+    fn run(mut self, conns: &mut [Conn], plan: Plan, abort: &AtomicBool) -> Result<ThreadResult> {
         let mut events = Events::with_capacity(1024);
-        let mut baseline: Option<Counters> = None;
-        let mut published_at = Instant::now();
-        let mut scanned_at = published_at;
+        let mut scanned_at = Instant::now();
         loop {
             let now = Instant::now();
             if now >= plan.end || abort.load(Ordering::Relaxed) {
                 break;
             }
-            let all_sent = self.remaining == Some(0)
-                || (self.o.order == PeerOrder::Once && conns.iter().all(Conn::is_done));
+            let all_sent = self.pace.all_sent() || conns.iter().all(|c| c.peers.is_done());
             if all_sent && conns.iter().all(|c| c.pending.is_empty()) {
                 break;
             }
-            if baseline.is_none() && now >= plan.measure_from {
-                baseline = Some(self.counters.clone());
-                self.hist.reset();
-            }
-            if now.duration_since(published_at) >= PUBLISH_EVERY {
-                if let Ok(mut c) = shared.lock() {
-                    *c = self.counters.clone();
-                }
-                published_at = now;
-            }
+            self.m.tick(now);
             if now.duration_since(scanned_at) >= SCAN_EVERY {
                 self.expire(conns, now);
                 scanned_at = now;
             }
             self.open_due(conns, now);
-            self.refill_tokens(now);
-            while self.tokens >= 1.0 || self.rate.is_none() {
+            self.pace.refill(now);
+            while !self.pace.out_of_tokens() {
                 let Some(i) = self.starved.pop_front() else {
                     break;
                 };
@@ -266,8 +207,8 @@ impl Worker<'_> {
             if let Some(next) = self.reopen.iter().map(|&i| conns[i].reopen_at).min() {
                 wait = wait.min(next.saturating_duration_since(now));
             }
-            if let (Some(r), false) = (self.rate, self.starved.is_empty()) {
-                wait = wait.min(Duration::from_secs_f64((1.0 - self.tokens).max(0.0) / r));
+            if let (Some(d), false) = (self.pace.until_token(), self.starved.is_empty()) {
+                wait = wait.min(d);
             }
             match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
@@ -294,29 +235,7 @@ impl Worker<'_> {
                 let _ = self.poll.registry().deregister(&mut s);
             }
         }
-        if let Ok(mut c) = shared.lock() {
-            *c = self.counters.clone();
-        }
-        let finished = Instant::now().min(plan.end);
-        if baseline.is_none() {
-            baseline = Some(self.counters.clone());
-            self.hist.reset();
-        }
-        let measured = self.counters.since(&baseline.unwrap_or_default());
-        Ok(ThreadResult {
-            measured,
-            hist: std::mem::replace(&mut self.hist, new_histogram()),
-            tally: self.tally,
-            finished,
-        })
-    }
-
-    fn refill_tokens(&mut self, now: Instant) {
-        if let Some(r) = self.rate {
-            let dt = now.duration_since(self.refilled_at).as_secs_f64();
-            self.tokens = (self.tokens + r * dt).min(self.burst);
-            self.refilled_at = now;
-        }
+        Ok(self.m.finish())
     }
 
     /// Opens the closed connections whose time has come.
@@ -343,7 +262,7 @@ impl Worker<'_> {
             Ok(s)
         });
         if c.opens > 0 {
-            self.counters.reconnects += 1;
+            self.m.counters.reconnects += 1;
         }
         c.opens += 1;
         c.opened_at = now;
@@ -354,7 +273,7 @@ impl Worker<'_> {
             }
             Err(_) => {
                 // E.g. out of local ports or file descriptors.
-                self.counters.send_errors += 1;
+                self.m.counters.send_errors += 1;
                 c.reopen_at = now + RETRY_AFTER;
                 self.reopen.push(i);
             }
@@ -367,7 +286,7 @@ impl Worker<'_> {
         if let Some(mut s) = c.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        self.counters.lost += c.pending.len() as u64;
+        self.m.counters.lost += c.pending.len() as u64;
         c.pending.clear();
         c.wbuf.clear();
         c.wpos = 0;
@@ -384,7 +303,7 @@ impl Worker<'_> {
         for (i, c) in conns.iter_mut().enumerate() {
             match c.state {
                 State::Connecting if now.duration_since(c.opened_at) >= timeout => {
-                    self.counters.send_errors += 1;
+                    self.m.counters.send_errors += 1;
                     self.close(c, i, now, Duration::ZERO);
                 }
                 State::Open
@@ -392,7 +311,7 @@ impl Worker<'_> {
                         .front()
                         .is_some_and(|p| now.duration_since(p.sent_at) >= timeout) =>
                 {
-                    self.counters.timeouts += c.pending.len() as u64;
+                    self.m.counters.timeouts += c.pending.len() as u64;
                     c.pending.clear();
                     self.close(c, i, now, Duration::ZERO);
                 }
@@ -412,7 +331,7 @@ impl Worker<'_> {
                 Ok(None) => {}
                 _ => {
                     // Typically ECONNREFUSED: nothing listens (yet).
-                    self.counters.send_errors += 1;
+                    self.m.counters.send_errors += 1;
                     self.close(c, i, now, RETRY_AFTER);
                     return;
                 }
@@ -421,7 +340,7 @@ impl Worker<'_> {
                 Ok(_) => c.state = State::Open,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(_) => {
-                    self.counters.send_errors += 1;
+                    self.m.counters.send_errors += 1;
                     self.close(c, i, now, RETRY_AFTER);
                     return;
                 }
@@ -462,7 +381,7 @@ impl Worker<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Alive::Yes,
                 Err(_) => {
-                    self.counters.recv_errors += 1;
+                    self.m.counters.recv_errors += 1;
                     self.close(c, i, Instant::now(), Duration::ZERO);
                     Alive::Closed
                 }
@@ -496,7 +415,7 @@ impl Worker<'_> {
                 Framed::Partial => {
                     if bytes.len() - at > MAX_BODY + READ_CHUNK {
                         // A head that never ends.
-                        self.counters.invalid[Invalid::HttpHead as usize] += 1;
+                        self.m.counters.invalid[Invalid::HttpHead as usize] += 1;
                         alive = Alive::Closed;
                     }
                     break;
@@ -505,19 +424,20 @@ impl Worker<'_> {
                     // The byte stream can't be followed past this: the
                     // request it answers is counted invalid, the rest lost.
                     c.pending.pop_front();
-                    self.counters.invalid[why as usize] += 1;
+                    self.m.counters.invalid[why as usize] += 1;
                     alive = Alive::Closed;
                     break;
                 }
                 Framed::Complete(r) => {
                     at += r.used;
                     let Some(p) = c.pending.pop_front() else {
-                        self.counters.invalid[Invalid::UnknownTransaction as usize] += 1;
+                        self.m.counters.invalid[Invalid::UnknownTransaction as usize] += 1;
                         alive = Alive::Closed;
                         break;
                     };
                     let verdict = http_wire::judge(&r, p.expect);
-                    self.record(verdict, now.saturating_duration_since(p.sent_at));
+                    self.m
+                        .count(verdict, now.saturating_duration_since(p.sent_at));
                     if !r.keep_alive {
                         alive = Alive::Closed;
                         break;
@@ -540,31 +460,6 @@ impl Worker<'_> {
         alive
     }
 
-    fn record(&mut self, verdict: Verdict, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        match verdict {
-            Verdict::Announced { peers } => {
-                self.hist.saturating_record(micros);
-                self.counters.answered[Kind::Announce as usize] += 1;
-                self.counters.peers_returned += peers as u64;
-            }
-            Verdict::Scraped => {
-                self.hist.saturating_record(micros);
-                self.counters.answered[Kind::Scrape as usize] += 1;
-            }
-            Verdict::Error => {
-                self.hist.saturating_record(micros);
-                self.counters.errors += 1;
-            }
-            Verdict::Connected(_) => {
-                self.counters.invalid[Invalid::WrongAction as usize] += 1;
-            }
-            Verdict::Invalid(why) => self.counters.invalid[why as usize] += 1,
-        }
-    }
-
     /// Writes what `c` has queued. A short write means the socket buffer is
     /// full: the rest goes when it says it is writable again.
     fn flush(&mut self, c: &mut Conn, i: usize, now: Instant) -> Alive {
@@ -582,7 +477,7 @@ impl Worker<'_> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Alive::Yes,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.counters.send_errors += 1;
+                    self.m.counters.send_errors += 1;
                     self.close(c, i, now, Duration::ZERO);
                     return Alive::Closed;
                 }
@@ -610,10 +505,10 @@ impl Worker<'_> {
         }
         let before = c.wbuf.len();
         while c.pending.len() < self.o.inflight {
-            if self.remaining == Some(0) || (self.o.order == PeerOrder::Once && c.is_done()) {
+            if self.pace.all_sent() || c.peers.is_done() {
                 break;
             }
-            if self.rate.is_some() && self.tokens < 1.0 {
+            if self.pace.out_of_tokens() {
                 if !c.starved {
                     c.starved = true;
                     self.starved.push_back(i);
@@ -626,13 +521,8 @@ impl Worker<'_> {
                 expect,
                 sent_at: now,
             });
-            self.counters.sent[kind as usize] += 1;
-            if self.rate.is_some() {
-                self.tokens -= 1.0;
-            }
-            if let Some(r) = &mut self.remaining {
-                *r -= 1;
-            }
+            self.m.counters.sent[kind as usize] += 1;
+            self.pace.take();
         }
         if c.wbuf.len() > before {
             self.flush(c, i, now);
@@ -660,65 +550,14 @@ impl Worker<'_> {
                 count: u16::try_from(self.hashes.len()).ok(),
             };
         }
-        let k = match o.order {
-            PeerOrder::Random => self.rng.u64(0..c.peer_count),
-            PeerOrder::Sequential => {
-                let k = c.cursor;
-                c.cursor = (k + 1) % c.peer_count;
-                k
-            }
-            PeerOrder::Once => {
-                // `fill` stops before the cursor runs off the end.
-                let k = c.cursor.min(c.peer_count - 1);
-                c.cursor += 1;
-                k
-            }
-        };
-        let p = c.index + k * c.stride;
-        let event = self.next_event(&mut c.flags[k as usize]);
-        let seeder = c.flags[k as usize] & peer_flags::SEEDER != 0;
-        self.counters.events[event.to_udp() as usize] += 1;
-        http_wire::write_announce(
-            &mut c.wbuf,
-            &self.host,
-            &http_wire::Announce {
-                info_hash: pop.info_hash(pop.torrent_of(p)),
-                peer_id: pop.peer_id(p),
-                port: pop.port(p),
-                uploaded: 0,
-                downloaded: if seeder { pop.left(p) } else { 0 },
-                left: if seeder { 0 } else { pop.left(p) },
-                event,
-                numwant: o.numwant,
-                key: pop.key(p),
-            },
-        );
+        let a = c
+            .peers
+            .next_announce(o, pop, &mut self.rng, &mut self.m.tally);
+        self.m.counters.events[a.event.to_udp() as usize] += 1;
+        http_wire::write_announce(&mut c.wbuf, &self.host, &a);
         Expect {
             kind,
             count: u16::try_from(o.numwant).ok(),
-        }
-    }
-
-    /// The event of a peer's next announce, updating its flags: as in `udp`.
-    fn next_event(&mut self, flags: &mut u8) -> AnnounceEvent {
-        let seen = *flags & peer_flags::SEEN != 0;
-        if !seen {
-            *flags |= peer_flags::SEEN;
-            self.tally.seen += 1;
-        }
-        if *flags & peer_flags::STOPPED != 0 {
-            *flags &= !peer_flags::STOPPED;
-            self.tally.stopped -= 1;
-            AnnounceEvent::Started
-        } else if seen && self.rng.f64() < self.o.stop_prob {
-            *flags |= peer_flags::STOPPED;
-            self.tally.stopped += 1;
-            AnnounceEvent::Stopped
-        } else if *flags & peer_flags::SEEDER == 0 && self.rng.f64() < self.o.complete_prob {
-            *flags |= peer_flags::SEEDER;
-            AnnounceEvent::Completed
-        } else {
-            AnnounceEvent::None
         }
     }
 }

@@ -552,6 +552,17 @@ fn parse_hashes(p: &mut lexopt::Parser) -> Result<Command> {
     Ok(Command::Hashes(o))
 }
 
+/// The options of a load run against 127.0.0.1:6969 with `extra` on its
+/// command line, for the tests of the modules that take them.
+#[cfg(test)]
+pub fn test_options(extra: &str) -> LoadOptions {
+    let line = format!("--target 127.0.0.1:6969 {extra}");
+    match parse(line.split_whitespace().map(OsString::from).collect()) {
+        Ok(Command::Load(o)) => *o,
+        _ => panic!("{line} should parse as a load run"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use swarmd::protocol::udp::{
@@ -21,16 +20,17 @@ use swarmd::protocol::udp::{
 use swarmd::protocol::AnnounceEvent;
 
 use crate::check::{judge, Expect, Invalid, Kind, Verdict};
-use crate::model::{peer_flags, Population};
-use crate::options::{LoadOptions, PeerOrder};
-use crate::report::{Counters, PeerTally};
+use crate::meter::{Meter, Plan, ThreadResult};
+use crate::model::Population;
+use crate::options::LoadOptions;
+use crate::pace::Pace;
+use crate::peers::Peers;
+use crate::report::Counters;
 use crate::sys::{send_batch, RecvBatch, BATCH};
 
 /// BEP 15 connection ids live about two minutes; reconnect well before that,
 /// as real clients do.
 const CONNECT_EVERY: Duration = Duration::from_secs(60);
-/// How often a thread copies its counters out for the progress line.
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// The longest a thread sleeps in `poll` when it has nothing to do, so time
 /// outs and phase changes are noticed promptly.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
@@ -39,31 +39,6 @@ const RECV_ROUNDS: usize = 8;
 /// How long a transaction id that timed out is remembered, so that its late
 /// answer is counted as late rather than as a stranger.
 const LATE_MEMORY: u32 = 10;
-
-/// The time line of a run, shared by all threads.
-#[derive(Clone, Copy, Debug)]
-pub struct Plan {
-    pub measure_from: Instant,
-    pub end: Instant,
-}
-
-/// What a thread hands back at the end.
-pub struct ThreadResult {
-    /// Counters over the measured window only.
-    pub measured: Counters,
-    /// Latencies over the measured window, in microseconds.
-    pub hist: Histogram<u64>,
-    pub tally: PeerTally,
-    /// When the thread stopped: the end of the run, or earlier once its share
-    /// of `--requests` was sent and answered.
-    pub finished: Instant,
-}
-
-pub fn new_histogram() -> Histogram<u64> {
-    // One microsecond to one minute at three significant digits: a few
-    // hundred kilobytes, and these bounds are valid, so this cannot fail.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -193,16 +168,11 @@ impl InFlight {
     }
 }
 
-/// One socket: a client with its own source address and its share of peers
-/// (global socket `index` owns peers `index`, `index + stride`, ...).
+/// One socket: a client with its own source address and its share of peers.
 struct Client {
     socket: mio::net::UdpSocket,
     fd: RawFd,
-    index: u64,
-    stride: u64,
-    peer_count: u64,
-    flags: Vec<u8>,
-    cursor: u64,
+    peers: Peers,
     inflight: InFlight,
     connection: Option<ConnectionId>,
     connect_due: Instant,
@@ -210,13 +180,6 @@ struct Client {
     last_forced_connect: Option<Instant>,
     readable: bool,
     paused_until: Option<Instant>,
-}
-
-impl Client {
-    /// With `--peer-order once`: every peer of this socket has announced.
-    fn is_done(&self) -> bool {
-        self.cursor >= self.peer_count
-    }
 }
 
 fn open_socket(local: SocketAddr, target: SocketAddr) -> Result<mio::net::UdpSocket> {
@@ -245,30 +208,22 @@ struct Worker<'a> {
     o: &'a LoadOptions,
     pop: &'a Population,
     rng: fastrand::Rng,
-    counters: Counters,
-    hist: Histogram<u64>,
-    tally: PeerTally,
+    m: Meter<'a>,
+    pace: Pace,
     send_bufs: Vec<Vec<u8>>,
     /// Transaction id, kind and announce event of each request in `send_bufs`.
     send_meta: Vec<(TransactionId, Kind, Option<AnnounceEvent>)>,
     recv: RecvBatch,
     ipv6: bool,
     weight_total: u32,
-    /// Rate limiting (a token bucket), when `--rate` is set.
-    rate: Option<f64>,
-    /// Requests this thread may still send, when `--requests` bounds the run.
-    remaining: Option<u64>,
-    tokens: f64,
-    burst: f64,
-    refilled_at: Instant,
 }
 
-pub fn run_thread(
-    o: &LoadOptions,
-    pop: &Population,
+pub fn run_thread<'a>(
+    o: &'a LoadOptions,
+    pop: &'a Population,
     thread: usize,
     plan: Plan,
-    shared: &Mutex<Counters>,
+    shared: &'a Mutex<Counters>,
     abort: &AtomicBool,
 ) -> Result<ThreadResult> {
     let now = Instant::now();
@@ -283,19 +238,10 @@ pub fn run_thread(
         poll.registry()
             .register(&mut socket, Token(s), Interest::READABLE)
             .context("registering a socket")?;
-        let index = index as u64;
-        let peer_count = (o.peers - index).div_ceil(stride);
-        let flags = (0..peer_count)
-            .map(|k| pop.initial_flags(index + k * stride, o.seeder_prob))
-            .collect();
         clients.push(Client {
             fd: socket.as_raw_fd(),
             socket,
-            index,
-            stride,
-            peer_count,
-            flags,
-            cursor: 0,
+            peers: Peers::new(o, pop, index as u64, stride),
             inflight: InFlight::new(o.inflight, o.timeout, rng.u32(..), now),
             connection: None,
             connect_due: now,
@@ -305,34 +251,19 @@ pub fn run_thread(
             paused_until: None,
         });
     }
-    let rate = (o.rate > 0).then(|| o.rate as f64 / o.threads as f64);
-    // The bucket holds up to 20 ms worth of requests: `poll` sleeps whole
-    // milliseconds and often oversleeps by one or two, and a smaller bucket
-    // would lose those tokens and fall short of the rate.
-    let burst = rate.map_or(0.0, |r| (r * 0.02).max(1.0));
-    let mut worker = Worker {
+    let worker = Worker {
         o,
         pop,
         rng,
-        counters: Counters::default(),
-        hist: new_histogram(),
-        tally: PeerTally::default(),
+        m: Meter::new(plan, shared),
+        pace: Pace::new(o, thread, now),
         send_bufs: (0..BATCH).map(|_| Vec::with_capacity(128)).collect(),
         send_meta: Vec::with_capacity(BATCH),
         recv: RecvBatch::new(recv_buffer_size(o.numwant)),
         ipv6: o.target.is_ipv6(),
         weight_total: o.weights.iter().sum(),
-        rate,
-        remaining: (o.requests > 0).then(|| {
-            // Split the count evenly, the first threads taking the remainder.
-            let threads = o.threads as u64;
-            o.requests / threads + u64::from((thread as u64) < o.requests % threads)
-        }),
-        tokens: 1.0,
-        burst,
-        refilled_at: now,
     };
-    worker.run(&mut clients, poll, plan, shared, abort)
+    worker.run(&mut clients, poll, plan, abort)
 }
 
 /// Big enough for any announce answer to `numwant` IPv6 peers; anything longer
@@ -342,42 +273,29 @@ fn recv_buffer_size(numwant: i32) -> usize {
     (20 + peers * 18 + 64).max(2048)
 }
 
-impl Worker<'_> {
+impl<'a> Worker<'a> {
     fn run(
-        &mut self,
+        mut self,
         clients: &mut [Client],
         mut poll: Poll,
         plan: Plan,
-        shared: &Mutex<Counters>,
         abort: &AtomicBool,
     ) -> Result<ThreadResult> {
         let mut events = Events::with_capacity(1024);
-        let mut baseline: Option<Counters> = None;
-        let mut published_at = Instant::now();
         loop {
             let now = Instant::now();
             if now >= plan.end || abort.load(Ordering::Relaxed) {
                 break;
             }
-            let all_sent = self.remaining == Some(0)
-                || (self.o.order == PeerOrder::Once && clients.iter().all(|c| c.is_done()));
+            let all_sent = self.pace.all_sent() || clients.iter().all(|c| c.peers.is_done());
             if all_sent && clients.iter().all(|c| c.inflight.is_idle()) {
                 break;
             }
-            if baseline.is_none() && now >= plan.measure_from {
-                baseline = Some(self.counters.clone());
-                self.hist.reset();
-            }
-            if now.duration_since(published_at) >= PUBLISH_EVERY {
-                if let Ok(mut c) = shared.lock() {
-                    *c = self.counters.clone();
-                }
-                published_at = now;
-            }
-            self.refill_tokens(now);
+            self.m.tick(now);
+            self.pace.refill(now);
             let mut busy = false;
             for c in clients.iter_mut() {
-                let counters = &mut self.counters;
+                let counters = &mut self.m.counters;
                 c.inflight.expire(now, |kind| {
                     counters.timeouts += 1;
                     if kind == Kind::Connect {
@@ -389,13 +307,10 @@ impl Worker<'_> {
             let wait = if busy || clients.iter().any(|c| c.readable) {
                 Duration::ZERO
             } else {
-                match self.rate {
-                    Some(r) if self.tokens < 1.0 => {
-                        Duration::from_secs_f64((1.0 - self.tokens) / r).min(IDLE_WAIT)
-                    }
-                    _ => IDLE_WAIT,
-                }
-                .min(plan.end.saturating_duration_since(now))
+                self.pace
+                    .until_token()
+                    .map_or(IDLE_WAIT, |d| d.min(IDLE_WAIT))
+                    .min(plan.end.saturating_duration_since(now))
             };
             match poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
@@ -416,30 +331,7 @@ impl Worker<'_> {
             // the poll instance tidy.
             let _ = poll.registry().deregister(&mut c.socket);
         }
-        if let Ok(mut c) = shared.lock() {
-            *c = self.counters.clone();
-        }
-        let finished = Instant::now().min(plan.end);
-        if baseline.is_none() {
-            // Done before the warm-up was over: nothing was measured.
-            baseline = Some(self.counters.clone());
-            self.hist.reset();
-        }
-        let measured = self.counters.since(&baseline.unwrap_or_default());
-        Ok(ThreadResult {
-            measured,
-            hist: std::mem::replace(&mut self.hist, new_histogram()),
-            tally: self.tally,
-            finished,
-        })
-    }
-
-    fn refill_tokens(&mut self, now: Instant) {
-        if let Some(r) = self.rate {
-            let dt = now.duration_since(self.refilled_at).as_secs_f64();
-            self.tokens = (self.tokens + r * dt).min(self.burst);
-            self.refilled_at = now;
-        }
+        Ok(self.m.finish())
     }
 
     fn pick_kind(&mut self) -> Kind {
@@ -468,10 +360,7 @@ impl Worker<'_> {
                 full = true;
                 break;
             }
-            if (self.rate.is_some() && self.tokens < 1.0)
-                || self.remaining == Some(0)
-                || (self.o.order == PeerOrder::Once && c.is_done())
-            {
+            if self.pace.out_of_tokens() || self.pace.all_sent() || c.peers.is_done() {
                 break;
             }
             let kind = if now >= c.connect_due && !c.connecting {
@@ -490,10 +379,7 @@ impl Worker<'_> {
             self.send_bufs[i] = buf;
             let Some(meta) = meta else { break };
             self.send_meta.push(meta);
-            self.tokens -= 1.0;
-            if let Some(r) = &mut self.remaining {
-                *r -= 1;
-            }
+            self.pace.take();
         }
         let n = self.send_meta.len();
         if n == 0 {
@@ -505,25 +391,22 @@ impl Worker<'_> {
             Err(_) => {
                 // Typically ECONNREFUSED: nothing listens at the target (yet).
                 // Back off a little instead of spinning on the error.
-                self.counters.send_errors += 1;
+                self.m.counters.send_errors += 1;
                 c.paused_until = Some(now + Duration::from_millis(10));
                 0
             }
         };
         for &(tid, kind, _) in &self.send_meta[sent..] {
             c.inflight.cancel(tid);
-            self.tokens += 1.0;
-            if let Some(r) = &mut self.remaining {
-                *r += 1;
-            }
+            self.pace.give_back();
             if kind == Kind::Connect {
                 c.connecting = false;
             }
         }
         for &(_, kind, event) in &self.send_meta[..sent] {
-            self.counters.sent[kind as usize] += 1;
+            self.m.counters.sent[kind as usize] += 1;
             if let Some(e) = event {
-                self.counters.events[e.to_udp() as usize] += 1;
+                self.m.counters.events[e.to_udp() as usize] += 1;
             }
         }
         full && sent == n
@@ -550,41 +433,26 @@ impl Worker<'_> {
             Kind::Announce => {
                 let max = u16::try_from(o.numwant).ok();
                 let transaction_id = c.inflight.take(Expect { kind, count: max }, now)?;
-                let k = match o.order {
-                    PeerOrder::Random => self.rng.u64(0..c.peer_count),
-                    PeerOrder::Sequential => {
-                        let k = c.cursor;
-                        c.cursor = (k + 1) % c.peer_count;
-                        k
-                    }
-                    PeerOrder::Once => {
-                        // `fill` stops before the cursor runs off the end.
-                        let k = c.cursor.min(c.peer_count - 1);
-                        c.cursor += 1;
-                        k
-                    }
-                };
-                let p = c.index + k * c.stride;
-                let event = self.next_event(&mut c.flags[k as usize]);
-                let seeder = c.flags[k as usize] & peer_flags::SEEDER != 0;
-                let left = if seeder { 0 } else { pop.left(p) };
+                let a = c
+                    .peers
+                    .next_announce(o, pop, &mut self.rng, &mut self.m.tally);
                 Request::Announce(AnnounceRequest {
                     connection_id,
                     transaction_id,
-                    info_hash: pop.info_hash(pop.torrent_of(p)),
-                    peer_id: pop.peer_id(p),
-                    downloaded: if seeder { pop.left(p) } else { 0 },
-                    left,
-                    uploaded: 0,
-                    event,
+                    info_hash: a.info_hash,
+                    peer_id: a.peer_id,
+                    downloaded: a.downloaded,
+                    left: a.left,
+                    uploaded: a.uploaded,
+                    event: a.event,
                     ip_address: 0,
-                    key: pop.key(p),
-                    num_want: o.numwant,
-                    port: pop.port(p),
+                    key: a.key,
+                    num_want: a.numwant,
+                    port: a.port,
                     url_data: Vec::new(),
                 })
                 .write(buf);
-                Some((transaction_id, kind, Some(event)))
+                Some((transaction_id, kind, Some(a.event)))
             }
             Kind::Scrape => {
                 let n = self.rng.u16(1..=o.scrape_hashes);
@@ -609,31 +477,6 @@ impl Worker<'_> {
         }
     }
 
-    /// The event of a peer's next announce, updating its flags. The swarm is
-    /// taken to exist before the run, so a peer's first announce is a plain
-    /// one; a stopped peer comes back with `started`; a leecher may complete.
-    fn next_event(&mut self, flags: &mut u8) -> AnnounceEvent {
-        let seen = *flags & peer_flags::SEEN != 0;
-        if !seen {
-            *flags |= peer_flags::SEEN;
-            self.tally.seen += 1;
-        }
-        if *flags & peer_flags::STOPPED != 0 {
-            *flags &= !peer_flags::STOPPED;
-            self.tally.stopped -= 1;
-            AnnounceEvent::Started
-        } else if seen && self.rng.f64() < self.o.stop_prob {
-            *flags |= peer_flags::STOPPED;
-            self.tally.stopped += 1;
-            AnnounceEvent::Stopped
-        } else if *flags & peer_flags::SEEDER == 0 && self.rng.f64() < self.o.complete_prob {
-            *flags |= peer_flags::SEEDER;
-            AnnounceEvent::Completed
-        } else {
-            AnnounceEvent::None
-        }
-    }
-
     /// Drains (a fair share of) what `c` has received.
     fn receive(&mut self, c: &mut Client) {
         for _ in 0..RECV_ROUNDS {
@@ -652,7 +495,7 @@ impl Worker<'_> {
                 Err(_) => {
                     // An ICMP error reported on the socket (e.g. nothing
                     // listening); reading it cleared it.
-                    self.counters.recv_errors += 1;
+                    self.m.counters.recv_errors += 1;
                 }
             }
         }
@@ -660,23 +503,23 @@ impl Worker<'_> {
 
     fn handle(&mut self, c: &mut Client, i: usize, now: Instant) {
         let Some(bytes) = self.recv.packet(i) else {
-            self.counters.invalid[Invalid::Unparsable as usize] += 1;
+            self.m.counters.invalid[Invalid::Unparsable as usize] += 1;
             return;
         };
         // Match on the transaction id even when the rest does not parse, so a
         // malformed answer frees its slot instead of also timing out.
         let Some(tid) = bytes.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
-            self.counters.invalid[Invalid::Unparsable as usize] += 1;
+            self.m.counters.invalid[Invalid::Unparsable as usize] += 1;
             return;
         };
         let (expect, sent_at) = match c.inflight.complete(TransactionId(u32::from_be_bytes(tid))) {
             Match::Found { expect, sent_at } => (expect, sent_at),
             Match::Late => {
-                self.counters.late += 1;
+                self.m.counters.late += 1;
                 return;
             }
             Match::Unknown => {
-                self.counters.invalid[Invalid::UnknownTransaction as usize] += 1;
+                self.m.counters.invalid[Invalid::UnknownTransaction as usize] += 1;
                 return;
             }
         };
@@ -684,43 +527,25 @@ impl Worker<'_> {
             Some(response) => judge(&response, expect, self.ipv6),
             None => Verdict::Invalid(Invalid::Unparsable),
         };
-        let micros = now.saturating_duration_since(sent_at).as_micros();
-        let record = |hist: &mut Histogram<u64>| {
-            hist.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1))
-        };
+        self.m
+            .count(verdict, now.saturating_duration_since(sent_at));
         match verdict {
             Verdict::Connected(id) => {
-                record(&mut self.hist);
-                self.counters.answered[Kind::Connect as usize] += 1;
                 c.connection = Some(id);
                 c.connect_due = now + CONNECT_EVERY;
                 c.connecting = false;
             }
-            Verdict::Announced { peers } => {
-                record(&mut self.hist);
-                self.counters.answered[Kind::Announce as usize] += 1;
-                self.counters.peers_returned += peers as u64;
+            Verdict::Error if expect.kind == Kind::Connect => c.connecting = false,
+            Verdict::Error
+                if c.last_forced_connect
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) =>
+            {
+                // Perhaps the connection id expired: get a new one, but at
+                // most once a second whatever the tracker says.
+                c.connect_due = now;
+                c.last_forced_connect = Some(now);
             }
-            Verdict::Scraped => {
-                record(&mut self.hist);
-                self.counters.answered[Kind::Scrape as usize] += 1;
-            }
-            Verdict::Error => {
-                record(&mut self.hist);
-                self.counters.errors += 1;
-                if expect.kind == Kind::Connect {
-                    c.connecting = false;
-                } else if match c.last_forced_connect {
-                    None => true,
-                    Some(t) => now.duration_since(t) >= Duration::from_secs(1),
-                } {
-                    // Perhaps the connection id expired: get a new one, but
-                    // at most once a second whatever the tracker says.
-                    c.connect_due = now;
-                    c.last_forced_connect = Some(now);
-                }
-            }
-            Verdict::Invalid(why) => self.counters.invalid[why as usize] += 1,
+            _ => {}
         }
     }
 }
