@@ -391,3 +391,23 @@ fn http_counters_rise() {
     assert_eq!(s.http_total(|f| &f.responses_scrape), (0, 1));
     assert_eq!(s.http_total(|f| &f.connections_accepted), (0, 1));
 }
+
+/// RFC 9112 (3.2.2): a server must accept the absolute form, as a proxy
+/// sends it. It used to get 404.
+#[test]
+fn absolute_form_request_targets_route_like_origin_form() {
+    let t = tracker();
+    let addr = t.http_addrs()[0];
+    let mut c = HttpClient::connect(addr);
+    let announce = announce_path(hash(41), &[4; 20], 7041, 0, "");
+    let r = c.get(&format!("http://{addr}{announce}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bencode().int("complete"), 1);
+    let r = c.get(&format!(
+        "HTTP://tracker.example{}",
+        scrape_path(&[hash(41)])
+    ));
+    assert_eq!(r.status, 200);
+    assert!(r.bencode().get("files").is_some());
+    t.stop().unwrap();
+}

@@ -46,6 +46,7 @@ pub(crate) struct Target<'a> {
 /// binary `info_hash` without percent-encoding and one of its bytes may be
 /// a `#`.
 pub(crate) fn parse_target(target: &str) -> Target<'_> {
+    let target = origin_form(target);
     let end = target.find(['?', '#']).unwrap_or(target.len());
     let query = target[end..].strip_prefix('?').unwrap_or("");
     // No leading or trailing slash is left, so both sides of a split are
@@ -67,6 +68,29 @@ pub(crate) fn parse_target(target: &str) -> Target<'_> {
     }
 }
 
+/// The path and query of an absolute-form target (`http://host/path?q`),
+/// which RFC 9112 (3.2.2) says a server must accept, as proxies send it; any
+/// other target as it is. The host part is not checked: swarmd answers for
+/// whatever name it is reached by.
+fn origin_form(target: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        let n = scheme.len();
+        let matches = target
+            .as_bytes()
+            .get(..n)
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme.as_bytes()));
+        if matches {
+            // The scheme is ASCII, so `n` is a character boundary.
+            let rest = &target[n..];
+            return match rest.find(['/', '?']) {
+                Some(i) => &rest[i..],
+                None => "/",
+            };
+        }
+    }
+    target
+}
+
 /// The passkey in BEP 41 URL data, None when there is none (or the data is
 /// not UTF-8, which no listed key can match).
 pub(crate) fn url_passkey(url_data: &[u8]) -> Option<&str> {
@@ -76,6 +100,21 @@ pub(crate) fn url_passkey(url_data: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_form_targets_route_like_origin_form() {
+        for (absolute, origin) in [
+            ("http://tracker.example:6969/announce?a=1", "/announce?a=1"),
+            ("HTTP://t/scrape", "/scrape"),
+            ("https://t/KEY/announce?x", "/KEY/announce?x"),
+            ("http://t?x=1", "?x=1"),
+            ("http://t", "/"),
+        ] {
+            assert_eq!(parse_target(absolute), parse_target(origin), "{absolute}");
+        }
+        // Not a scheme this parser knows: left alone (and not routed).
+        assert_eq!(parse_target("ftp://t/announce").route, None);
+    }
     use proptest::prelude::*;
 
     fn parts(target: &str) -> (Option<Route>, Option<&str>, &str) {
