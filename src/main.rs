@@ -135,6 +135,9 @@ fn init_logging(config: &Config) {
 fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     let config = load(path.as_deref(), port)?;
     init_logging(&config);
+    // Here, not in `start`: a program embedding the tracker keeps its own
+    // limits.
+    service::check_nofile_limit(&config);
 
     let (signal_tx, signals) = crossbeam_channel::unbounded();
     let mut source = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])

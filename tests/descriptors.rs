@@ -77,7 +77,9 @@ fn start_up_raises_the_soft_limit_to_the_hard_one_and_warns_when_short() {
     }
     d.logged_addr("http");
     d.signal(libc::SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(5)).is_some_and(|s| s.success()));
+    assert!(d
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -139,6 +141,8 @@ fn a_client_waiting_while_descriptors_ran_out_is_served_once_some_free_up() {
     assert!(answer.contains("8:interval"), "{answer}");
 
     d.signal(libc::SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(5)).is_some_and(|s| s.success()));
+    assert!(d
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
