@@ -1,5 +1,7 @@
 //! The `swarmd` command: parses the command line, loads the configuration,
 //! starts the tracker and waits for a signal or for a worker to die.
+//! SIGHUP reloads run on a `reload` thread of their own, so that a stop is
+//! never queued behind them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,6 +137,9 @@ fn init_logging(config: &Config) {
 fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     let config = load(path.as_deref(), port)?;
     init_logging(&config);
+    // Here, not in `start`: a program embedding the tracker keeps its own
+    // limits.
+    service::check_nofile_limit(&config);
 
     let (signal_tx, signals) = crossbeam_channel::unbounded();
     let mut source = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -157,6 +162,13 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     for addr in tracker.http_addrs() {
         log::info!("listening on http://{addr}");
     }
+    let reloads = match start_reloads(&tracker, path.clone(), port) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tracker.stop();
+            bail!("cannot start the reload thread: {e}");
+        }
+    };
     if let Some(addr) = tracker.stats_addr() {
         log::info!("stats endpoint on http://{addr}/metrics");
     }
@@ -189,7 +201,7 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     loop {
         crossbeam_channel::select! {
             recv(signals) -> signal => match signal {
-                Ok(SIGHUP) => reload(&tracker, path.as_deref(), port),
+                Ok(SIGHUP) => reloads.request(),
                 Ok(s) => {
                     log::info!("signal {s}: stopping");
                     break;
@@ -210,6 +222,11 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
         }
     }
     notify("STOPPING=1");
+    // The reload thread is not waited for: a reload of big lists may be
+    // halfway, and a stop must not wait for it. It ends with the process,
+    // and nothing of a reload cut short is ever seen: the lists are built
+    // aside and swapped whole, and the process is going anyway.
+    drop(reloads);
     let stats = tracker.stats().clone();
     tracker.stop().map_err(anyhow::Error::msg)?;
     log_totals(&stats);
@@ -229,12 +246,50 @@ fn load(path: Option<&Path>, port: Option<u16>) -> Result<Config, swarmd::config
     })
 }
 
+/// Asks the `reload` thread for reloads.
+struct Reloads(crossbeam_channel::Sender<()>);
+
+impl Reloads {
+    /// Asks for a reload. Why a queue of one: SIGHUPs that come while a
+    /// reload runs make exactly one more reload after it, which reads the
+    /// files as they are by then; each of them reading every list again
+    /// (a million lines takes a while) would only delay the last one.
+    fn request(&self) {
+        match self.0.try_send(()) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(())) => {
+                log::debug!("SIGHUP: a reload is already queued");
+            }
+            // The thread has ended; the main loop hears of it on deaths.
+            Err(crossbeam_channel::TrySendError::Disconnected(())) => {}
+        }
+    }
+}
+
+/// Starts the `reload` thread, under the tracker's supervision (its end,
+/// a panic say, stops the daemon like any other thread's). It reloads once
+/// per request until the [`Reloads`] it returns is dropped.
+fn start_reloads(
+    tracker: &swarmd::Tracker,
+    path: Option<PathBuf>,
+    port: Option<u16>,
+) -> std::io::Result<Reloads> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let reloader = tracker.reloader();
+    tracker.spawn_helper("reload", move || {
+        for () in rx {
+            reload(&reloader, path.as_deref(), port);
+        }
+    })?;
+    Ok(Reloads(tx))
+}
+
 /// SIGHUP: re-reads the file and applies what can change while running. A
 /// bad file changes nothing. The `--port` override holds across reloads.
-fn reload(tracker: &swarmd::Tracker, path: Option<&Path>, port: Option<u16>) {
+fn reload(reloader: &swarmd::tracker::Reloader, path: Option<&Path>, port: Option<u16>) {
     let Some(path) = path else {
         // No file to re-read; the access lists (if any) are re-read.
-        if let Err(e) = tracker.reload_access() {
+        if let Err(e) = reloader.access().reload() {
             log::warn!("SIGHUP: keeping the old access lists: {e}");
         }
         return;
@@ -249,10 +304,10 @@ fn reload(tracker: &swarmd::Tracker, path: Option<&Path>, port: Option<u16>) {
     if std::env::var_os("RUST_LOG").is_none() {
         log::set_max_level(new.log.level.0);
     }
-    if let Err(e) = tracker.access().reload_with(&new.access) {
+    if let Err(e) = reloader.access().reload_with(&new.access) {
         log::warn!("SIGHUP: keeping the old access lists: {e}");
     }
-    let restart = tracker.reload(&new);
+    let restart = reloader.reload(&new);
     if !restart.is_empty() {
         log::warn!(
             "SIGHUP: changed but only applied by a restart: {}",

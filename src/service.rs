@@ -1,12 +1,15 @@
 //! Running under a service manager: systemd's notify protocol (the binary
-//! sends READY=1, STOPPING=1 and WATCHDOG=1 over `$NOTIFY_SOCKET`), and
-//! dropping root after binding when started by hand.
+//! sends READY=1, STOPPING=1 and WATCHDOG=1 over `$NOTIFY_SOCKET`), the
+//! limit on open files, and dropping root after binding when started by
+//! hand.
 //!
 //! The notify protocol is one datagram per message to a unix socket, which
 //! std can send; no daemon library is needed for it.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
+
+use crate::config::Config;
 
 /// Where systemd listens for notifications, if it does.
 pub struct Notifier {
@@ -65,4 +68,132 @@ pub fn drop_privileges(user: &str, group: &str) -> Result<(), String> {
         return Ok(());
     }
     crate::sys::switch_user(user, group)
+}
+
+/// Raises the soft limit on open files to the hard one, as far as the
+/// kernel allows (`fs.nr_open` caps an unlimited hard limit). Returns the
+/// soft limit before and the one now in force. The binary calls this at
+/// start-up; [`crate::start`] does not, so a program (or test) embedding
+/// the tracker keeps its own limits.
+///
+/// Why: every HTTP connection is a descriptor, and the usual soft limit
+/// (1024) is far below `http.max_connections` (4096 a worker by default).
+/// The hard limit is what the operator (`LimitNOFILE=`, `ulimit -Hn`)
+/// allows; the soft one is only a default for programs that never ask.
+pub fn raise_nofile_limit() -> Result<(u64, u64), String> {
+    let (soft, hard) = crate::sys::nofile_limits().map_err(|e| format!("getrlimit: {e}"))?;
+    let mut target = hard;
+    if hard == libc::RLIM_INFINITY {
+        // setrlimit refuses a soft limit above fs.nr_open.
+        target = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(1 << 20);
+    }
+    if soft >= target {
+        return Ok((soft, soft));
+    }
+    crate::sys::set_nofile_limits(target, hard)
+        .map_err(|e| format!("cannot raise the open files limit from {soft} to {target}: {e}"))?;
+    Ok((soft, target))
+}
+
+/// The descriptors a tracker with `config` may hold at once: the HTTP
+/// connections (`http.max_connections` per socket worker), and a margin for
+/// everything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DescriptorBudget {
+    pub connections: u64,
+    pub margin: u64,
+}
+
+/// Descriptors the process holds besides sockets, polls and connections:
+/// standard streams, the signal pipe, the files a reload reads, the notify
+/// socket, and what libraries open for a moment.
+const SLACK: u64 = 64;
+
+impl DescriptorBudget {
+    pub fn of(config: &Config) -> DescriptorBudget {
+        let workers = config.workers.socket_workers.get() as u64;
+        let per_worker = config.udp.addresses.len() as u64
+            + config.http.addresses.len() as u64
+            // The poll and its waker.
+            + 2;
+        let stats = match config.stats.socket_addr() {
+            // Its connections, listener, poll and waker.
+            Some(_) => crate::stats_server::MAX_CONNECTIONS as u64 + 3,
+            None => 0,
+        };
+        let connections = if config.http.addresses.is_empty() {
+            0
+        } else {
+            config.http.max_connections.get() as u64 * workers
+        };
+        DescriptorBudget {
+            connections,
+            margin: per_worker * workers + stats + SLACK,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.connections + self.margin
+    }
+}
+
+/// Raises the soft limit on open files (see [`raise_nofile_limit`]), logs
+/// the limit in force, and warns when `config` may need more descriptors
+/// than that, naming the keys to change.
+pub fn check_nofile_limit(config: &Config) {
+    let limit = match raise_nofile_limit() {
+        Ok((before, now)) if now > before => {
+            log::info!("open files limit: {now} (raised from {before})");
+            now
+        }
+        Ok((_, now)) => {
+            log::info!("open files limit: {now}");
+            now
+        }
+        Err(e) => {
+            log::warn!("{e}");
+            match crate::sys::nofile_limits() {
+                Ok((soft, _)) => soft,
+                Err(_) => return,
+            }
+        }
+    };
+    let budget = DescriptorBudget::of(config);
+    if limit < budget.total() {
+        log::warn!(
+            "open files limit {limit} is short of the {} descriptors swarmd may need \
+             (http.max_connections {} x workers.socket_workers {}, plus {} for sockets, \
+             polls, the stats endpoint and slack): beyond it new HTTP connections wait; \
+             lower http.max_connections or raise the limit (LimitNOFILE= in the systemd \
+             unit, ulimit -n)",
+            budget.total(),
+            config.http.max_connections.get(),
+            config.workers.socket_workers.get(),
+            budget.margin,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_counts_connections_per_worker_and_a_margin() {
+        let mut config = Config::default();
+        config.workers.socket_workers = std::num::NonZeroUsize::new(4).unwrap();
+        config.stats.address = String::new();
+        let b = DescriptorBudget::of(&config);
+        assert_eq!(b.connections, 4096 * 4);
+        // Default addresses: two UDP, two HTTP per worker, and a poll and
+        // waker each.
+        assert_eq!(b.margin, 4 * (2 + 2 + 2) + SLACK);
+        config.stats.address = "127.0.0.1:0".into();
+        assert_eq!(DescriptorBudget::of(&config).margin, b.margin + 67);
+        config.http.addresses.clear();
+        assert_eq!(DescriptorBudget::of(&config).connections, 0);
+    }
 }

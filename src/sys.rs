@@ -260,6 +260,34 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The soft and hard limits on open files (RLIMIT_NOFILE);
+/// `libc::RLIM_INFINITY` for no limit.
+pub fn nofile_limits() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the live struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Sets the limits on open files; raising `soft` up to `hard` needs no
+/// privilege.
+pub fn set_nofile_limits(soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the live struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Switches the whole process (every thread: glibc's setuid and setgid
 /// apply to all threads) to `user` and `group` (or the user's primary
 /// group), dropping supplementary groups. Root only.

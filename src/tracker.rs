@@ -81,9 +81,22 @@ pub struct Tracker {
     stats_addr: Option<SocketAddr>,
     stats_waker: Option<mio::Waker>,
     stats_thread: Option<JoinHandle<()>>,
+    reloader: Reloader,
+    /// For helper threads started after [`start`] (see
+    /// [`Tracker::spawn_helper`]).
+    death_tx: Sender<String>,
+}
+
+/// What a reload changes in a running tracker, as a handle of its own, so
+/// that a reload can run on a thread of its own (the binary's `reload`
+/// thread) while the tracker is stopped from another.
+#[derive(Clone)]
+pub struct Reloader {
+    /// The configuration the tracker runs with (after reloads).
+    config: Arc<parking_lot::Mutex<Config>>,
+    controls: Vec<Sender<Control>>,
     shared_settings: Arc<SharedSettings>,
-    /// The configuration it runs with (after reloads).
-    config: parking_lot::Mutex<Config>,
+    access: Arc<Access>,
 }
 
 fn new_socket(
@@ -355,15 +368,21 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             Some((stop, handle))
         }
     };
+    let reloader = Reloader {
+        config: Arc::new(parking_lot::Mutex::new(config.clone())),
+        controls: view.controls.clone(),
+        shared_settings,
+        access: access.clone(),
+    };
     Ok(Tracker {
         access,
         access_reload,
         stats_addr,
         stats_waker,
         stats_thread,
-        config: parking_lot::Mutex::new(config.clone()),
+        reloader,
+        death_tx,
         view,
-        shared_settings,
         udp_addrs,
         http_addrs,
         stats,
@@ -401,6 +420,107 @@ impl Tracker {
         self.view.clone()
     }
 
+    /// Applies what can change without a restart: see [`Reloader::reload`].
+    pub fn reload(&self, new: &Config) -> Vec<&'static str> {
+        self.reloader.reload(new)
+    }
+
+    /// A handle that reloads this tracker, for a thread of its own.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Starts a helper thread under the tracker's supervision: named, and
+    /// reported on [`Tracker::deaths`] when it ends. It is not joined by
+    /// [`Tracker::stop`]: its owner decides whether to wait for it.
+    pub fn spawn_helper(
+        &self,
+        name: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> io::Result<JoinHandle<()>> {
+        spawn_helper(name, &self.death_tx, f)
+    }
+
+    /// Re-reads the access list and passkeys files and swaps them in
+    /// without stopping announces. On a bad file the old lists stay and the
+    /// error names the file, the line and the reason.
+    pub fn reload_access(&self) -> Result<(), String> {
+        self.access.reload()
+    }
+
+    /// Counters per passkey user (or per `key-` tag, for keys listed
+    /// without a user: see [`crate::access::passkey_tag`]; a key itself is
+    /// never shown), sorted by that label; empty when passkeys are off.
+    /// They grow from start-up (and survive reloads while the key stays listed).
+    pub fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
+        self.access.passkey_stats()
+    }
+
+    /// The shared access lists (for a reload with a new `[access]` table:
+    /// [`Access::reload_with`]).
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
+    /// Names of the tracker's threads (workers, `stats`, `access-reload`,
+    /// and those of [`Tracker::spawn_helper`]) as they end. While the
+    /// tracker runs, any message here means one died.
+    pub fn deaths(&self) -> &Receiver<String> {
+        &self.deaths
+    }
+
+    /// Stops in order: socket workers stop reading, hand over what they
+    /// read, send the answers that come back, and exit; then the swarm
+    /// workers are told to stop. Returns the names of threads that
+    /// panicked, if any.
+    pub fn stop(self) -> Result<(), String> {
+        self.shutdown.request();
+        for w in self.wakes.iter() {
+            let _ = w.waker.wake();
+        }
+        if let Some(w) = &self.stats_waker {
+            let _ = w.wake();
+        }
+        let mut panicked = Vec::new();
+        let mut join = |h: JoinHandle<()>| {
+            let name = h.thread().name().unwrap_or("?").to_string();
+            if h.join().is_err() {
+                panicked.push(name);
+            }
+        };
+        // The stats loop sees the flag at its next wake-up, which the waker
+        // makes immediate: no client can hold it up.
+        self.stats_thread.into_iter().for_each(&mut join);
+        // Socket workers first: they hand over what they read and wait for
+        // the answers, so the swarm workers stop only after them.
+        self.socket_threads.into_iter().for_each(&mut join);
+        for c in &self.view.controls {
+            // Fails only when that worker is gone already.
+            let _ = c.send(Control::Stop);
+        }
+        self.swarm_threads.into_iter().for_each(&mut join);
+        if let Some((stop, handle)) = self.access_reload {
+            drop(stop);
+            // Joined only if it ends soon: it may be waiting for (or doing)
+            // a reload of big files, which must not hold up a stop. Left
+            // alone it can do no harm: a reload swaps whole lists.
+            let deadline = Instant::now() + Duration::from_millis(100);
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if handle.is_finished() && handle.join().is_err() {
+                panicked.push("access-reload".into());
+            }
+        }
+        if panicked.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("worker threads panicked: {}", panicked.join(", ")))
+        }
+    }
+}
+
+impl Reloader {
     /// Applies what can change without a restart: announce and swarm
     /// settings, HTTP limits. Returns the keys that changed but need a
     /// restart, every one by name, so the log can say what was not applied.
@@ -446,7 +566,7 @@ impl Tracker {
             privileges.user,
             privileges.group,
         ];
-        for c in &self.view.controls {
+        for c in &self.controls {
             let _ = c.send_timeout(
                 Control::Config(running.swarm_config()),
                 Duration::from_secs(1),
@@ -457,73 +577,9 @@ impl Tracker {
         restart
     }
 
-    /// Re-reads the access list and passkeys files and swaps them in
-    /// without stopping announces. On a bad file the old lists stay and the
-    /// error names the file, the line and the reason.
-    pub fn reload_access(&self) -> Result<(), String> {
-        self.access.reload()
-    }
-
-    /// Counters per passkey user (or per `key-` tag, for keys listed
-    /// without a user: see [`crate::access::passkey_tag`]; a key itself is
-    /// never shown), sorted by that label; empty when passkeys are off.
-    /// They grow from start-up (and survive reloads while the key stays listed).
-    pub fn passkey_stats(&self) -> Vec<(String, PasskeyCounters)> {
-        self.access.passkey_stats()
-    }
-
     /// The shared access lists (for a reload with a new `[access]` table:
     /// [`Access::reload_with`]).
     pub fn access(&self) -> &Arc<Access> {
         &self.access
-    }
-
-    /// Names of the tracker's threads (workers, `stats`, `access-reload`)
-    /// as they end. While the tracker runs, any message here means one died.
-    pub fn deaths(&self) -> &Receiver<String> {
-        &self.deaths
-    }
-
-    /// Stops in order: socket workers stop reading, hand over what they
-    /// read, send the answers that come back, and exit; then the swarm
-    /// workers are told to stop. Returns the names of threads that
-    /// panicked, if any.
-    pub fn stop(self) -> Result<(), String> {
-        self.shutdown.request();
-        for w in self.wakes.iter() {
-            let _ = w.waker.wake();
-        }
-        if let Some(w) = &self.stats_waker {
-            let _ = w.wake();
-        }
-        let mut panicked = Vec::new();
-        let mut join = |h: JoinHandle<()>| {
-            let name = h.thread().name().unwrap_or("?").to_string();
-            if h.join().is_err() {
-                panicked.push(name);
-            }
-        };
-        // The stats loop sees the flag at its next wake-up, which the waker
-        // makes immediate: no client can hold it up.
-        self.stats_thread.into_iter().for_each(&mut join);
-        // Socket workers first: they hand over what they read and wait for
-        // the answers, so the swarm workers stop only after them.
-        self.socket_threads.into_iter().for_each(&mut join);
-        for c in &self.view.controls {
-            // Fails only when that worker is gone already.
-            let _ = c.send(Control::Stop);
-        }
-        self.swarm_threads.into_iter().for_each(&mut join);
-        if let Some((stop, handle)) = self.access_reload {
-            drop(stop);
-            if handle.join().is_err() {
-                panicked.push("access-reload".into());
-            }
-        }
-        if panicked.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("worker threads panicked: {}", panicked.join(", ")))
-        }
     }
 }

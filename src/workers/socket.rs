@@ -244,6 +244,7 @@ impl SocketWorker {
                     entry.readable = true;
                 }
             }
+            self.http_retry_accept();
             self.work();
             if Instant::now() >= next_housekeeping {
                 self.expire_scrapes();

@@ -16,14 +16,23 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmd"))
-            .args(["--config", config.to_str().unwrap()])
+        Daemon::spawn(Daemon::command(config))
+    }
+
+    /// The command [`Daemon::start`] runs, to adjust before [`Daemon::spawn`].
+    pub fn command(config: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmd"));
+        cmd.args(["--config", config.to_str().unwrap()])
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs `cmd` (stderr piped) with its stderr lines on the channel.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -53,6 +62,22 @@ impl Daemon {
                 Err(_) => panic!("no log line with {needle:?}; saw:\n{}", self.log.join("\n")),
             }
         }
+    }
+
+    /// The address of the next "listening on SCHEME://" line.
+    pub fn logged_addr(&mut self, scheme: &str) -> std::net::SocketAddr {
+        let prefix = format!("{scheme}://");
+        let line = self.wait_for(&format!("listening on {prefix}"));
+        line.rsplit(&prefix).next().unwrap().trim().parse().unwrap()
+    }
+
+    /// Every line logged so far, once the process has ended (or as far as
+    /// it has come).
+    pub fn rest_of_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(line);
+        }
+        &self.log
     }
 
     pub fn signal(&self, sig: i32) {

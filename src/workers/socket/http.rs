@@ -117,6 +117,15 @@ impl Conn {
 
 pub(super) struct Http {
     listeners: Vec<(mio::net::TcpListener, bool)>,
+    /// Per listener: its last accept failed (for lack of descriptors,
+    /// mostly). Its backlog may hold clients that no event will report
+    /// again (events are edge-triggered), so accept is retried (see
+    /// `http_retry_accept`).
+    starved: Vec<bool>,
+    /// A connection closed since the last retry of a starved listener.
+    closed: bool,
+    /// When (`now`) starved listeners were last retried.
+    retried_at: u32,
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
     open: usize,
@@ -147,6 +156,9 @@ impl Http {
             out.push((l, v6));
         }
         Ok(Http {
+            starved: vec![false; out.len()],
+            closed: false,
+            retried_at: 0,
             listeners: out,
             conns: Vec::new(),
             free: Vec::new(),
@@ -182,6 +194,9 @@ fn forwarded_ip(value: Option<&str>) -> Option<IpAddr> {
 
 impl SocketWorker {
     pub(super) fn http_accept(&mut self, listener: usize) {
+        if let Some(s) = self.http.starved.get_mut(listener) {
+            *s = false;
+        }
         loop {
             let Some((l, v6)) = self.http.listeners.get(listener) else {
                 return;
@@ -192,8 +207,12 @@ impl SocketWorker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // E.g. out of file descriptors: try again at the next
-                    // event rather than spin.
+                    // E.g. out of descriptors (EMFILE, ENFILE): retried
+                    // once a connection has closed, or a second later (see
+                    // `starved`), rather than spin now. Any other error
+                    // (an aborted connection, say) is retried the same
+                    // way, so nothing waiting in the backlog is forgotten.
+                    self.http.starved[listener] = true;
                     let id = self.id;
                     self.log_limit.log(|left_out| {
                         log::warn!("socket-{id}: accept: {e} ({left_out} more since the last line)")
@@ -679,12 +698,36 @@ impl SocketWorker {
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.http.free.push(idx as u32);
             self.http.open -= 1;
+            // A descriptor just freed up: see `http_retry_accept`.
+            self.http.closed = true;
             let ip = c.peer.ip();
             if let Some(n) = self.http.per_ip.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
                     self.http.per_ip.remove(&ip);
                 }
+            }
+        }
+    }
+
+    /// Accepts on the listeners whose last accept failed (out of
+    /// descriptors, mostly) when a connection has closed since the last
+    /// try, or once a second (a descriptor may free up elsewhere in the
+    /// process). Called by the event loop before `work`, never from inside
+    /// a connection's handling, so a slot freed there is not reused under
+    /// its feet.
+    pub(super) fn http_retry_accept(&mut self) {
+        if !self.http.starved.contains(&true) || self.shutdown.requested() {
+            return;
+        }
+        if !self.http.closed && self.http.retried_at == self.now {
+            return;
+        }
+        self.http.closed = false;
+        self.http.retried_at = self.now;
+        for listener in 0..self.http.starved.len() {
+            if self.http.starved[listener] {
+                self.http_accept(listener);
             }
         }
     }
