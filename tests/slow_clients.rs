@@ -193,11 +193,11 @@ fn requests_sent_before_a_half_close_are_all_answered() {
         "every request read before EOF is answered"
     );
     assert!(answers.iter().all(|r| r.status == 200));
+    // The first two must not close the connection. The last says so when
+    // the tracker had seen the half-close by then (the FIN can come in a
+    // later read); either way the connection ends after it (the loop above
+    // ended on EOF).
     let close =
         |r: &util::http::HttpResponse| r.headers.to_ascii_lowercase().contains("connection: close");
     assert!(!close(&answers[0]) && !close(&answers[1]));
-    assert!(
-        close(&answers[2]),
-        "the last answer says the connection closes"
-    );
 }
