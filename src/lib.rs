@@ -7,16 +7,16 @@
 pub mod access;
 pub mod config;
 pub mod connection_id;
-pub mod log_limit;
+pub(crate) mod log_limit;
 pub mod protocol;
 pub mod service;
 pub mod stats;
-pub mod stats_server;
+pub(crate) mod stats_server;
 mod supervise;
 pub mod swarm;
 pub(crate) mod sys;
 pub mod tracker;
-pub mod workers;
+pub(crate) mod workers;
 
 pub use config::Config;
 pub use tracker::{start, StartError, Tracker};

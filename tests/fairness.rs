@@ -103,9 +103,13 @@ fn a_pipelining_http_client_does_not_stall_udp() {
         under[under.len() / 2],
         p99(&under)
     );
-    // Twice the p99 alone, with a floor: on a shared 2-core machine a
-    // round trip alone can be 0.1 ms, and scheduling noise is milliseconds.
-    let bound = (p99(&alone) * 2).max(Duration::from_millis(5));
+    // Twice the p99 alone, with a floor: a round trip alone can be 0.1 ms,
+    // and here the attacker's two threads, the tracker and this client
+    // share two cores (and CI's other work), so a time slice or two of
+    // scheduling (a few ms) lands in the p99 whatever the tracker does. The
+    // floor is still a fifth of the stall this pins (p99 106-428 ms, and
+    // announces unanswered).
+    let bound = (p99(&alone) * 2).max(Duration::from_millis(20));
     assert!(
         p99(&under) < bound,
         "UDP p99 {:?} over {bound:?}",

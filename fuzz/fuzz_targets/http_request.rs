@@ -83,12 +83,6 @@ fn round_trip(a: &AnnounceQuery, settings: &ParseSettings) {
     if let Some(n) = a.numwant {
         q += &format!("&numwant={n}");
     }
-    if let Some(k) = &a.key {
-        q += &format!("&key={}", url_encode(k.as_bytes()));
-    }
-    if let Some(t) = &a.trackerid {
-        q += &format!("&trackerid={}", url_encode(t.as_bytes()));
-    }
     if let Some(ip) = a.ip {
         q += &format!("&ip={}", url_encode(ip.to_string().as_bytes()));
     }

@@ -23,7 +23,6 @@ pub use crate::access::Route;
 /// A parsed request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {
-    pub route: Route,
     /// A passkey from `/announce/<key>`, `/<key>/announce` (and the same for
     /// scrape), for private trackers.
     pub passkey: Option<String>,
@@ -54,8 +53,6 @@ pub struct AnnounceQuery {
     /// BEP 23; the default when absent is compact.
     pub compact: bool,
     pub no_peer_id: bool,
-    pub key: Option<String>,
-    pub trackerid: Option<String>,
     /// The `ip` parameter; used only when the operator allows it.
     pub ip: Option<IpAddr>,
 }
@@ -75,19 +72,6 @@ pub enum HttpError {
     /// A tracker-level error: HTTP 200 with this `failure reason`, as
     /// clients expect.
     Failure(&'static str),
-}
-
-impl HttpError {
-    /// The counter name of this kind of error.
-    pub fn kind(self) -> &'static str {
-        match self {
-            HttpError::BadRequest => "bad_request",
-            HttpError::HeadTooLarge => "head_too_large",
-            HttpError::MethodNotAllowed => "method_not_allowed",
-            HttpError::NotFound => "not_found",
-            HttpError::Failure(_) => "failure",
-        }
-    }
 }
 
 /// Settings that change how requests are read.
@@ -159,7 +143,6 @@ pub fn parse(
     };
     Ok(Some((
         HttpRequest {
-            route,
             passkey,
             query,
             keep_alive,
@@ -210,7 +193,7 @@ fn decode20(s: &str) -> Option<[u8; 20]> {
     (n == 20).then_some(out)
 }
 
-/// Percent-decodes a short text value (key, trackerid, ip).
+/// Percent-decodes a short text value (the ip parameter).
 fn decode_text(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -258,8 +241,6 @@ fn parse_announce(query: &str) -> Result<AnnounceQuery, HttpError> {
         numwant: None,
         compact: true,
         no_peer_id: false,
-        key: None,
-        trackerid: None,
         ip: None,
     };
     let number =
@@ -307,8 +288,8 @@ fn parse_announce(query: &str) -> Result<AnnounceQuery, HttpError> {
             }
             "compact" => q.compact = v != "0",
             "no_peer_id" => q.no_peer_id = v == "1",
-            "key" => q.key = decode_text(v).filter(|s| s.len() <= 64),
-            "trackerid" => q.trackerid = decode_text(v).filter(|s| s.len() <= 64),
+            // key and trackerid (BEP 3) are accepted and not used: peers are
+            // keyed by address and port, and swarmd sends no tracker id.
             "ip" | "ipv4" | "ipv6" => {
                 if let Some(ip) = decode_text(v).and_then(|s| s.parse().ok()) {
                     q.ip = Some(ip);

@@ -101,16 +101,6 @@ pub enum DropReason {
     UnknownAction,
 }
 
-impl DropReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::TooShort => "too_short",
-            DropReason::BadProtocolId => "bad_protocol_id",
-            DropReason::UnknownAction => "unknown_action",
-        }
-    }
-}
-
 #[inline]
 fn be_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];

@@ -41,7 +41,6 @@ use conn::{Conn, Progress, State};
 use render::{Rates, Sample};
 use routes::{Answer, Route};
 
-pub use render::prometheus;
 pub use view::TrackerView;
 
 const LISTENER: Token = Token(0);

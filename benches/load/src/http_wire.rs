@@ -321,7 +321,6 @@ mod tests {
         assert_eq!(q.event, AnnounceEvent::Started);
         assert_eq!(q.numwant, Some(30));
         assert!(q.compact);
-        assert_eq!(q.key.as_deref(), Some("00ABCDEF"));
     }
 
     #[test]

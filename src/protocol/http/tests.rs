@@ -49,7 +49,6 @@ fn announce_fields() {
     assert_eq!(a.event, AnnounceEvent::Started);
     assert_eq!(a.numwant, Some(20));
     assert!(!a.compact && a.no_peer_id);
-    assert_eq!(a.key.as_deref(), Some("k1"));
     assert_eq!(a.ip, Some("10.0.0.1".parse().unwrap()));
 }
 
