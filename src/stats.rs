@@ -1,8 +1,11 @@
 //! Counters bumped on the hot path, one set per worker.
 //!
-//! Each counter has a single writer (its worker), so it is bumped with a
-//! relaxed load and store rather than a locked read-modify-write, and each
-//! worker's set is cache-padded so workers never share a line. Readers (the
+//! Each counter has one writer at a time, so it is bumped with a relaxed
+//! load and store rather than a locked read-modify-write: a socket worker's
+//! counters are written by that worker alone, and a shard's by whoever holds
+//! the shard's lock (its swarm worker, or with inline dispatch the socket
+//! worker handling a batch), the lock ordering the writes. Each set is
+//! cache-padded so workers never share a line. Readers (the
 //! stats endpoint, tests) sum over workers with relaxed loads: totals are a
 //! moment's snapshot, never torn per counter.
 
@@ -10,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
-/// A counter with one writer.
+/// A counter with one writer at a time (see the module's comment).
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
 
