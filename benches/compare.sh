@@ -19,6 +19,9 @@
 #   ROUNDS=5  DURATION=30  SUMMARIZE=25   seconds per run, and the last seconds
 #                                         averaged (the first ones warm up)
 #   SERVERS="responder sized_responder swarmd aquatic_udp opentracker"
+#                                         (and swarmd_base: SWARMD_BASE, another
+#                                         swarmd build, e.g. before a change,
+#                                         run the same way as swarmd)
 #   SIZED_PEERS_SWARMD_LOAD=9 SIZED_PEERS_AQUATIC=20
 #                                         peers in sized_responder's answers
 #                                         under each load: about the mean
@@ -75,6 +78,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SWARMD=${SWARMD:-$TARGET_DIR/release/swarmd}
+SWARMD_BASE=${SWARMD_BASE:-}
 LOADGEN=${LOADGEN:-$TARGET_DIR/release/swarmd-load}
 
 ROUNDS=${ROUNDS:-5}
@@ -142,9 +146,10 @@ available_server() {
     case $1 in
     responder | sized_responder) ((WORKERS == 1)) ;;
     swarmd) [[ -x $SWARMD ]] ;;
+    swarmd_base) [[ -n $SWARMD_BASE && -x $SWARMD_BASE ]] ;;
     aquatic_udp) command -v aquatic_udp >/dev/null ;;
     opentracker) command -v opentracker >/dev/null ;;
-    *) die "unknown server $1 (responder, sized_responder, swarmd, aquatic_udp, opentracker)" ;;
+    *) die "unknown server $1 (responder, sized_responder, swarmd, swarmd_base, aquatic_udp, opentracker)" ;;
     esac
 }
 
@@ -217,7 +222,7 @@ start_server() {
         taskset -c "$SERVER_CPUS" "$LOADGEN" responder --bind "$addr" --duration 3600 --peers "$peers" \
             >"$log" 2>&1 &
         ;;
-    swarmd)
+    swarmd | swarmd_base)
         cat >"$WORK/swarmd-$PORT.toml" <<EOF
 [udp]
 addresses = ["$addr"]
@@ -225,7 +230,9 @@ addresses = ["$addr"]
 socket_workers = $WORKERS
 swarm_workers = $WORKERS
 EOF
-        taskset -c "$SERVER_CPUS" "$SWARMD" --config "$WORK/swarmd-$PORT.toml" >"$log" 2>&1 &
+        local bin=$SWARMD
+        [[ $name == swarmd_base ]] && bin=$SWARMD_BASE
+        taskset -c "$SERVER_CPUS" "$bin" --config "$WORK/swarmd-$PORT.toml" >"$log" 2>&1 &
         ;;
     aquatic_udp)
         aquatic_udp -p |
