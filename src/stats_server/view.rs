@@ -49,7 +49,7 @@ impl TrackerView {
 
     /// One torrent's counts, asked of the swarm worker that holds it. None
     /// if it did not answer within a second (stopping, or swamped). Blocks;
-    /// the endpoint itself uses [`TrackerView::ask_torrent`].
+    /// the endpoint itself uses `TrackerView::ask_torrent`.
     pub fn torrent(&self, info_hash: InfoHash) -> Option<ScrapeStats> {
         self.ask_torrent(info_hash)?
             .recv_timeout(Duration::from_secs(1))
