@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::protocol::udp::ScrapeStats;
 use crate::protocol::PeerId;
 
 const NOW: u32 = 1000;
