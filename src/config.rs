@@ -173,6 +173,9 @@ impl Default for AnnounceConfig {
     }
 }
 
+/// The default of `[swarm] max_peers_per_address`; see there why.
+pub const DEFAULT_MAX_PEERS_PER_ADDRESS: usize = 64;
+
 /// `[swarm]`: peer lifetime, cleaning and limits.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,8 +187,24 @@ pub struct SwarmTable {
     /// a slice at a time between batches, so it never stalls announces.
     pub cleaning_interval: Positive,
     /// Most peers stored per torrent (0: no limit). A full swarm still
-    /// answers newcomers with peers but does not store them.
+    /// answers newcomers with peers. It stores one by evicting a peer of
+    /// the address with the most peers, when that address has at least two
+    /// more than the newcomer's (so one address can't keep others out, and
+    /// a full swarm of distinct addresses doesn't churn); otherwise the
+    /// newcomer is not stored (counted).
     pub max_peers_per_torrent: usize,
+    /// Most peers of one address in one torrent (0: no limit): an IPv4
+    /// address, or an IPv6 /64 (what one host or home network is given).
+    /// Beyond it, new peers of that address are answered but not stored
+    /// (counted), so that one address announcing thousands of ports can't
+    /// crowd honest peers out of the replies.
+    ///
+    /// Why 64: behind a carrier-grade NAT many subscribers share one public
+    /// IPv4 address, commonly 16 to 128 of them (port blocks of 512 to 4096
+    /// ports each). Few of those are in the same torrent at the same time,
+    /// so 64 leaves them room, while one address can hold at most 64 places
+    /// in a swarm, and so at most 64 of the peers in any reply.
+    pub max_peers_per_address: usize,
     /// Most torrents per swarm worker (0: no limit). Beyond it, announces
     /// for new torrents get empty replies and are not stored.
     pub max_torrents: usize,
@@ -201,6 +220,7 @@ impl Default for SwarmTable {
             peer_timeout: Positive(2700),
             cleaning_interval: Positive(30),
             max_peers_per_torrent: 0,
+            max_peers_per_address: DEFAULT_MAX_PEERS_PER_ADDRESS,
             max_torrents: 0,
             peer_ids: false,
         }
@@ -409,6 +429,7 @@ impl Config {
             default_numwant: self.announce.default_numwant,
             max_numwant: self.announce.max_numwant,
             max_peers_per_torrent: self.swarm.max_peers_per_torrent,
+            max_peers_per_address: self.swarm.max_peers_per_address,
             max_torrents: self.swarm.max_torrents,
         }
     }

@@ -100,7 +100,8 @@ impl Model {
     /// A full pass ran at `now`: expired peers are gone.
     fn expire_all(&mut self) {
         let now = self.now;
-        self.peers.retain(|_, p| p.expiry >= now && !p.maybe);
+        // A "maybe" that has not expired was maybe evicted: still maybe.
+        self.peers.retain(|_, p| p.expiry >= now);
     }
 }
 
@@ -178,6 +179,15 @@ fn announce(
         );
         m.peers.remove(&(hash, a));
     } else {
+        if me.is_none() && m.config.max_peers_per_torrent != 0 {
+            // A newcomer to a full swarm may have taken the place of a peer
+            // of the same family whose address has more.
+            for ((h, pa), p) in m.peers.iter_mut() {
+                if *h == hash && is_v6(pa) == v6 {
+                    p.maybe = true;
+                }
+            }
+        }
         let expiry = m.now.saturating_add(m.config.peer_timeout);
         m.peers.insert(
             (hash, a),
@@ -249,6 +259,7 @@ fuzz_target!(|data: &[u8]| {
             settings[3] as usize % 40
         },
         max_torrents: settings[4] as usize % 5,
+        max_peers_per_address: 0,
     };
     let mut s = Swarms::new(config.clone());
     let mut m = Model {

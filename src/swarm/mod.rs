@@ -22,7 +22,9 @@
 //! cleaning passes, the largest torrents and the totals.
 
 mod clean;
+mod completions;
 mod dense;
+mod hosts;
 mod peer_index;
 mod peer_set;
 mod swarms;
@@ -83,9 +85,14 @@ pub struct SwarmConfig {
     pub default_numwant: usize,
     /// The most peers ever returned.
     pub max_numwant: usize,
-    /// 0 for no limit. A full swarm still answers new peers, but does not
-    /// store them.
+    /// 0 for no limit. A full swarm still answers new peers; it stores one
+    /// by evicting a peer of a host with at least two more peers than the
+    /// newcomer's (of the same family), and otherwise does not store it.
     pub max_peers_per_torrent: usize,
+    /// Most peers of one host in one torrent (an IPv4 address, an IPv6
+    /// /64); beyond it new peers of that host are answered, not stored. 0
+    /// for no limit.
+    pub max_peers_per_address: usize,
     /// 0 for no limit. When full, announces for new torrents are answered
     /// with empty peer lists and not stored.
     pub max_torrents: usize,
@@ -98,6 +105,7 @@ impl Default for SwarmConfig {
             default_numwant: 50,
             max_numwant: 100,
             max_peers_per_torrent: 0,
+            max_peers_per_address: crate::config::DEFAULT_MAX_PEERS_PER_ADDRESS,
             max_torrents: 0,
         }
     }
@@ -166,3 +174,5 @@ pub type TorrentFilter = std::sync::Arc<dyn Fn(&InfoHash) -> bool + Send + Sync>
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fair;

@@ -5,13 +5,47 @@
 
 use smallvec::SmallVec;
 
+use super::hosts::{crowded, HostCounts, Large, SAMPLE};
 use super::{PeerData, PeerIndex, INDEX_FROM};
 use crate::protocol::AnnounceEvent;
 
 /// A compact peer address: IPv4 (6 bytes) or IPv6 (18 bytes), port last.
-pub(super) trait Addr: Copy + Eq + std::hash::Hash + AsRef<[u8]> {}
-impl Addr for [u8; 6] {}
-impl Addr for [u8; 18] {}
+pub(super) trait Addr: Copy + Eq + std::hash::Hash + AsRef<[u8]> {
+    /// What the peers of one host (or one network) share, for the
+    /// per-address share of a swarm.
+    type Host: Copy + Eq + std::hash::Hash + std::fmt::Debug;
+    fn host(&self) -> Self::Host;
+}
+
+impl Addr for [u8; 6] {
+    /// The IPv4 address.
+    type Host = [u8; 4];
+    #[inline]
+    fn host(&self) -> [u8; 4] {
+        [self[0], self[1], self[2], self[3]]
+    }
+}
+
+impl Addr for [u8; 18] {
+    /// The /64 prefix: one host or home network is given a whole /64, and
+    /// can announce from as many of its addresses as it likes.
+    type Host = [u8; 8];
+    #[inline]
+    fn host(&self) -> [u8; 8] {
+        let mut h = [0; 8];
+        h.copy_from_slice(&self[..8]);
+        h
+    }
+}
+
+/// What one family's peer set may hold in the announce at hand.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    /// Peers in all (`usize::MAX`: no limit).
+    pub(super) max_peers: usize,
+    /// Peers of one host (0: no limit).
+    pub(super) per_host: usize,
+}
 
 /// A peer: compact address and the time (seconds on the swarm clock) after
 /// which it expires. Alignment 1 keeps an IPv4 peer at 10 bytes.
@@ -31,7 +65,7 @@ impl<A, X> Peer<A, X> {
 
 /// The peers of one address family in one torrent.
 #[derive(Debug)]
-pub(super) struct PeerSet<A, X> {
+pub(super) struct PeerSet<A: Addr, X> {
     /// Leechers at `0..leechers`, seeders after.
     pub(super) peers: SmallVec<[Peer<A, X>; 2]>,
     pub(super) leechers: u32,
@@ -40,10 +74,11 @@ pub(super) struct PeerSet<A, X> {
     /// `leechers`, which makes every torrent 8 bytes smaller (88 to 80 with
     /// its info hash) than a field of the torrent would.
     pub(super) completed: u32,
-    pub(super) index: Option<Box<PeerIndex>>,
+    /// Past [`INDEX_FROM`] peers: the hash index and the peers per host.
+    pub(super) index: Option<Box<Large<A::Host>>>,
 }
 
-impl<A, X> Default for PeerSet<A, X> {
+impl<A: Addr, X> Default for PeerSet<A, X> {
     fn default() -> Self {
         PeerSet {
             peers: SmallVec::new(),
@@ -98,10 +133,12 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             index.insert(hasher.hash_one(peer.addr), at, |p| {
                 hasher.hash_one(peers[p].addr)
             });
+            index.hosts.add(peer.addr.host(), hasher);
         } else if self.peers.len() > INDEX_FROM {
             let mut index = PeerIndex::with_capacity(self.peers.len() * 2);
             index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
-            self.index = Some(Box::new(index));
+            let hosts = HostCounts::new(self.peers.iter().map(|p| p.addr.host()), hasher);
+            self.index = Some(Box::new(Large { index, hosts }));
         }
     }
 
@@ -164,6 +201,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             index.remove(hasher.hash_one(peers[pos].addr), pos, |p| {
                 hasher.hash_one(peers[p].addr)
             });
+            index.hosts.remove(&peers[pos].addr.host(), hasher);
         }
         let last = self.peers.len() - 1;
         if pos < self.leechers as usize {
@@ -239,8 +277,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
         taken as u32
     }
 
-    /// Handles one announce from `addr`. `max_peers` is the most peers this
-    /// set may hold (`usize::MAX`: no limit).
+    /// Handles one announce from `addr`, within `limits`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn announce(
         &mut self,
@@ -250,7 +287,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
         seeder: bool,
         expiry: u32,
         n: usize,
-        max_peers: usize,
+        limits: Limits,
         hasher: &ahash::RandomState,
         rng: &mut fastrand::Rng,
         out: &mut Vec<u8>,
@@ -284,17 +321,69 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             }
             (None, _) => {
                 completed = event == AnnounceEvent::Completed;
-                if self.peers.len() >= max_peers {
-                    not_stored = true;
-                    None
-                } else {
+                if self.admit(addr.host(), limits, hasher, rng) {
                     self.insert(peer, seeder, hasher);
                     self.find(&addr, hasher)
+                } else {
+                    not_stored = true;
+                    None
                 }
             }
         };
         let peers = self.select(seeder, pos, n, rng, out, ids);
         (peers, completed, not_stored)
+    }
+
+    /// Peers of `host` in this set.
+    pub(super) fn host_count(&self, host: &A::Host, hasher: &ahash::RandomState) -> usize {
+        match &self.index {
+            Some(large) => large.hosts.get(host, hasher),
+            None => self.peers.iter().filter(|p| p.addr.host() == *host).count(),
+        }
+    }
+
+    /// Whether a new peer of `host` may be stored, making room for it if
+    /// the set is full and another host holds more than its share.
+    ///
+    /// Nothing is counted while the set is smaller than both limits, which
+    /// is every announce into the small swarms most torrents have.
+    fn admit(
+        &mut self,
+        host: A::Host,
+        limits: Limits,
+        hasher: &ahash::RandomState,
+        rng: &mut fastrand::Rng,
+    ) -> bool {
+        let len = self.peers.len();
+        let full = len >= limits.max_peers;
+        // A host can't have reached its share of a set smaller than it.
+        if !full && (limits.per_host == 0 || len < limits.per_host) {
+            return true;
+        }
+        let mine = self.host_count(&host, hasher);
+        if limits.per_host != 0 && mine >= limits.per_host {
+            return false;
+        }
+        if !full {
+            return true;
+        }
+        // Small sets are counted exactly; in large ones a sample of peers
+        // stands in for the whole (see `hosts::SAMPLE`).
+        let victim = match &self.index {
+            None => crowded(0..len, mine, |p| {
+                self.host_count(&self.peers[p].addr.host(), hasher)
+            }),
+            Some(large) => crowded((0..SAMPLE).map(|_| rng.usize(..len)), mine, |p| {
+                large.hosts.get(&self.peers[p].addr.host(), hasher)
+            }),
+        };
+        match victim {
+            Some(pos) => {
+                self.remove(pos, hasher);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes expired peers; returns how many it removed.
@@ -319,6 +408,8 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             self.leechers = kept_leechers;
             if let Some(index) = &mut self.index {
                 index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
+                let hosts = self.peers.iter().map(|p| p.addr.host());
+                index.hosts.rebuild(hosts, hasher);
             }
             self.after_shrink(hasher);
         }

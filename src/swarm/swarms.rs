@@ -2,7 +2,8 @@
 //! with a [`DenseIndex`] beside it, the prefetching of a batch's lookups,
 //! and the announce and scrape operations on one torrent.
 
-use super::peer_set::PeerSet;
+use super::completions::RecentCompleters;
+use super::peer_set::{Addr, Limits, PeerSet};
 use super::{
     Announce, AnnounceCounts, DenseIndex, NoPeerIds, PeerAddr, PeerData, SwarmConfig,
     TorrentFilter, WithPeerIds,
@@ -56,6 +57,9 @@ pub struct Swarms<X = NoPeerIds> {
     /// Scratch for [`Swarms::prefetch`]: the torrent position each request
     /// probably has.
     pub(super) candidates: Vec<u32>,
+    /// Who completed which torrent lately: one completion per address,
+    /// torrent and peer timeout counts.
+    pub(super) completers: RecentCompleters,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,6 +99,7 @@ impl<X: PeerData> Swarms<X> {
             filter: None,
             purged: (0, 0),
             candidates: Vec::new(),
+            completers: RecentCompleters::default(),
         }
     }
 
@@ -243,8 +248,12 @@ impl<X: PeerData> Swarms<X> {
             0 => usize::MAX,
             max => max.saturating_sub(others),
         };
-        let room_v4 = room(torrent.v6.as_ref().map_or(0, |s| s.len()));
-        let room_v6 = room(torrent.v4.len());
+        let limits = |max_peers| Limits {
+            max_peers,
+            per_host: self.config.max_peers_per_address,
+        };
+        let room_v4 = limits(room(torrent.v6.as_ref().map_or(0, |s| s.len())));
+        let room_v6 = limits(room(torrent.v4.len()));
         let before = torrent.shape();
         let (peers, completed, not_stored) = match req.addr {
             PeerAddr::V4(a) => torrent.v4.announce(
@@ -281,7 +290,15 @@ impl<X: PeerData> Swarms<X> {
             }
         };
         if completed {
-            torrent.v4.completed = torrent.v4.completed.saturating_add(1);
+            // Counted once per address (an IPv6 /64) and torrent per peer
+            // timeout, however often it completes, stops and completes.
+            let pair = match req.addr {
+                PeerAddr::V4(a) => self.hasher.hash_one((req.info_hash, a.host())),
+                PeerAddr::V6(a) => self.hasher.hash_one((req.info_hash, a.host())),
+            };
+            if self.completers.first(pair, now, self.config.peer_timeout) {
+                torrent.v4.completed = torrent.v4.completed.saturating_add(1);
+            }
         }
         let (seeders, leechers) = torrent.counts();
         self.gauges.apply(before, torrent.shape());
