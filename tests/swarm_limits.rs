@@ -9,10 +9,11 @@
 
 mod util;
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use swarmd::protocol::AnnounceEvent;
-use util::{hash, tracker_with, Client};
+use util::{hash, tracker_with, Client, TIMEOUT};
 
 /// A UDP client whose datagrams come from 127.0.0.`host`.
 fn client_from(tracker: SocketAddr, host: u8) -> Client {
@@ -112,4 +113,43 @@ fn replayed_completions_count_once() {
     let downloaded = other.scrape(&[hash(3)])[0].completed;
     t.stop().unwrap();
     assert_eq!(downloaded, 2, "one per address");
+}
+
+fn metrics(stats: SocketAddr) -> String {
+    let mut s = TcpStream::connect(stats).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Item 9: one IP stored a million new torrents; there was no bound by
+/// default, and nothing said when a set bound was reached.
+#[test]
+fn the_torrent_table_is_bounded_and_says_when_full() {
+    assert_ne!(
+        swarmd::Config::default().swarm.max_torrents,
+        0,
+        "a bound by default"
+    );
+    let t = tracker_with(|c| c.swarm.max_torrents = 2);
+    let addr = t.udp_addrs()[0];
+    let mut c = client_from(addr, 1);
+    for h in 1..=5 {
+        let peers = announce_port(&mut c, h, 1, AnnounceEvent::Started, 1);
+        assert!(peers.is_empty());
+    }
+    // Full: an empty answer, not stored.
+    let mut d = client_from(addr, 2);
+    assert!(announce_port(&mut d, 5, 1, AnnounceEvent::Started, 50).is_empty());
+    assert_eq!(d.scrape(&[hash(5)])[0].leechers, 0);
+    let text = metrics(t.stats_addr().unwrap());
+    t.stop().unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("swarmd_torrents_full_total"))
+        .unwrap_or_else(|| panic!("no swarmd_torrents_full_total in\n{text}"));
+    assert!(line.ends_with(" 4"), "{line}");
 }

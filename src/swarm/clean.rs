@@ -146,6 +146,20 @@ impl<X: PeerData> Swarms<X> {
         t
     }
 
+    /// Announces for new torrents refused because the torrent table was
+    /// full (`max_torrents`), since the start.
+    pub fn refused_full(&self) -> u64 {
+        self.refused_full
+    }
+
+    /// Bytes of the torrent table: the vector of torrents (with the
+    /// first two IPv4 peers of each, inline) and its index. Peers beyond
+    /// those live in their own allocations, not counted here.
+    pub fn table_bytes(&self) -> usize {
+        self.torrents.capacity() * std::mem::size_of::<(InfoHash, Torrent<X>)>()
+            + self.index.heap_bytes()
+    }
+
     /// Torrent count without walking the peers.
     pub fn torrent_count(&self) -> usize {
         self.torrents.len()

@@ -106,7 +106,7 @@ impl Default for SwarmConfig {
             max_numwant: 100,
             max_peers_per_torrent: 0,
             max_peers_per_address: crate::config::DEFAULT_MAX_PEERS_PER_ADDRESS,
-            max_torrents: 0,
+            max_torrents: crate::config::DEFAULT_MAX_TORRENTS,
         }
     }
 }

@@ -60,6 +60,11 @@ pub struct Swarms<X = NoPeerIds> {
     /// Who completed which torrent lately: one completion per address,
     /// torrent and peer timeout counts.
     pub(super) completers: RecentCompleters,
+    /// Announces for new torrents refused because the table was full
+    /// (`max_torrents`), since the start.
+    pub(super) refused_full: u64,
+    /// One log line a minute while the table stays full.
+    pub(super) full_log: crate::log_limit::LogLimit,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,6 +105,8 @@ impl<X: PeerData> Swarms<X> {
             purged: (0, 0),
             candidates: Vec::new(),
             completers: RecentCompleters::default(),
+            refused_full: 0,
+            full_log: crate::log_limit::LogLimit::per_minute(),
         }
     }
 
@@ -226,10 +233,21 @@ impl<X: PeerData> Swarms<X> {
             None if self.config.max_torrents != 0
                 && self.torrents.len() >= self.config.max_torrents =>
             {
+                // Full: an empty answer and nothing stored, so that new
+                // torrents can't grow memory past the operator's bound.
+                self.refused_full += 1;
+                let max = self.config.max_torrents;
+                self.full_log.log(|left_out| {
+                    log::warn!(
+                        "torrent table full ({max} torrents, [swarm] max_torrents): announces \
+                         for new torrents are answered with no peers and not stored \
+                         ({left_out} more since the last line)"
+                    )
+                });
                 return AnnounceCounts {
                     not_stored: true,
                     ..AnnounceCounts::default()
-                }
+                };
             }
             None => self.insert_torrent(req.info_hash),
         };

@@ -158,6 +158,27 @@ fn replayed_completions_count_once_per_address() {
     assert_eq!(s.scrape(&InfoHash([1; 20])).completed, 3);
 }
 
+/// The figure behind `DEFAULT_MAX_TORRENTS`: bytes of torrent table per
+/// torrent, at a million torrents of one peer each.
+#[test]
+fn a_torrent_takes_about_100_bytes_of_table() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let mut out = Vec::new();
+    let n = 1_000_000u32;
+    for i in 0..n {
+        let mut a = ann(at(1, 1), AnnounceEvent::Started);
+        a.info_hash.0[..4].copy_from_slice(&i.to_be_bytes());
+        out.clear();
+        s.announce(&a, NOW, &mut out);
+    }
+    assert_eq!(s.torrent_count(), n as usize);
+    let per_torrent = s.table_bytes() as f64 / n as f64;
+    eprintln!("{per_torrent:.1} bytes of table per torrent");
+    assert!((95.0..=105.0).contains(&per_torrent), "{per_torrent}");
+    let budget = crate::config::DEFAULT_MAX_TORRENTS as f64 * per_torrent;
+    assert!(budget < 420e6, "the default's budget: {budget}");
+}
+
 proptest! {
     /// Few hosts, many ports, tight limits, through small and indexed
     /// sizes and cleaning: no host is ever over its share, no swarm over
