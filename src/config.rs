@@ -156,9 +156,14 @@ pub struct AnnounceConfig {
     /// (`min interval`). At most `interval`.
     pub min_interval: Positive,
     /// Peers returned when a client asks for the default (numwant -1 or 0).
+    /// At most 67 when UDP listens on IPv6 (see `max_numwant`).
     pub default_numwant: usize,
     /// Most peers returned to one announce. 200 IPv4 peers still fit a
-    /// 1500-byte packet; IPv6 peers are 18 bytes each.
+    /// 1500-byte packet (20 + 6 × 200 = 1220 bytes, under the IPv6 minimum
+    /// MTU even). IPv6 peers are 18 bytes each: a UDP reply to an IPv6
+    /// client carries at most 67 (20 + 18 × 67 = 1226 bytes, within the 1232
+    /// that one 1280-byte packet leaves), so it is never fragmented; over
+    /// HTTP (TCP) they get up to this many.
     pub max_numwant: usize,
 }
 
@@ -403,6 +408,17 @@ impl Config {
         if self.announce.default_numwant > self.announce.max_numwant {
             return Err("announce.default_numwant is larger than announce.max_numwant".into());
         }
+        let v6_cap = crate::swarm::UDP_V6_MAX_PEERS as usize;
+        if self.announce.default_numwant > v6_cap && self.udp.addresses.iter().any(|a| a.is_ipv6())
+        {
+            // The UDP decoder caps the numwant an IPv6 client sends; one that
+            // asks for the default gets default_numwant from the swarm, so
+            // that must fit one IPv6 packet too.
+            return Err(format!(
+                "announce.default_numwant ({}) is above {v6_cap}, the most peers one unfragmented IPv6 UDP reply carries",
+                self.announce.default_numwant
+            ));
+        }
         if !self.stats.address.is_empty() && self.stats.socket_addr().is_none() {
             return Err(format!(
                 "stats.address {:?} is not an address like 127.0.0.1:9000 (or \"\" for off)",
@@ -508,6 +524,16 @@ mod tests {
     fn cross_key_checks() {
         let e = err("[swarm]\npeer_timeout = 10\n[announce]\ninterval = 20\n");
         assert!(e.contains("peer_timeout"), "{e}");
+        let e = err("[announce]\ndefault_numwant = 68\n");
+        assert!(e.contains("IPv6 UDP reply"), "{e}");
+        let v4_only = "[udp]\naddresses = [\"0.0.0.0:6969\"]\n[announce]\ndefault_numwant = 68\n";
+        assert_eq!(
+            Config::parse(v4_only, "t")
+                .unwrap()
+                .announce
+                .default_numwant,
+            68
+        );
     }
 
     /// Found by the `config` fuzz target: a form feed in a comment made toml

@@ -12,6 +12,7 @@ mod util;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
+use swarmd::protocol::udp::{Request, Response};
 use swarmd::protocol::AnnounceEvent;
 use util::{hash, tracker_with, Client, TIMEOUT};
 
@@ -152,4 +153,40 @@ fn the_torrent_table_is_bounded_and_says_when_full() {
         .find(|l| l.starts_with("swarmd_torrents_full_total"))
         .unwrap_or_else(|| panic!("no swarmd_torrents_full_total in\n{text}"));
     assert!(line.ends_with(" 4"), "{line}");
+}
+
+/// Item 10: max_numwant 200 gave an IPv6 announce reply of 3620 bytes,
+/// fragmented. Now at most 67 peers, 1232 bytes: one packet at the IPv6
+/// minimum MTU.
+#[test]
+fn ipv6_udp_replies_fit_one_minimum_mtu_packet() {
+    let t = tracker_with(|c| c.swarm.max_peers_per_address = 0);
+    let v6 = t.udp_addrs()[1];
+    assert!(v6.is_ipv6());
+    let mut c = Client::new(v6);
+    for port in 1..=150 {
+        announce_port(&mut c, 4, port, AnnounceEvent::Started, 1);
+    }
+    let mut req = c.announce_request(hash(4), AnnounceEvent::None, 1);
+    req.port = 9000;
+    req.num_want = 200;
+    c.send(&Request::Announce(req));
+    let raw = c.recv_raw();
+    let Some(Response::Announce {
+        peers, leechers, ..
+    }) = Response::parse(&raw)
+    else {
+        panic!("an announce reply")
+    };
+    // The same over IPv4 is not capped: 20 + 6 * 200 = 1220 bytes.
+    let mut c4 = Client::new(t.udp_addrs()[0]);
+    for port in 1..=60 {
+        announce_port(&mut c4, 4, port, AnnounceEvent::Started, 1);
+    }
+    let v4_peers = announce_port(&mut c4, 4, 9000, AnnounceEvent::Started, 200);
+    t.stop().unwrap();
+    assert_eq!(leechers, 151);
+    assert_eq!(peers.len() / 18, 67);
+    assert!(raw.len() <= 1232, "{} bytes", raw.len());
+    assert_eq!(v4_peers.len(), 60, "IPv4 gets every peer it asks for");
 }

@@ -18,8 +18,10 @@
 //!
 //! Files: this one holds the types the rest of the crate uses; `swarms.rs`
 //! the torrent map and its announce/scrape API; `peer_set.rs` one torrent's
-//! peers of one family and the choice of peers to send; `clean.rs` the
-//! cleaning passes, the largest torrents and the totals.
+//! peers of one family and the choice of peers to send; `hosts.rs` the
+//! peers per address that keep one address from taking a swarm;
+//! `completions.rs` the filter that counts one completion per address;
+//! `clean.rs` the cleaning passes, the largest torrents and the totals.
 
 mod clean;
 mod completions;
@@ -121,6 +123,26 @@ pub struct Announce {
     pub seeder: bool,
     /// As the client sent it; <= 0 means the default.
     pub num_want: i32,
+}
+
+/// Most IPv6 peers in one UDP announce reply, so that it fits one packet
+/// at the IPv6 minimum MTU and is never fragmented: 1280 bytes less 40 of
+/// IPv6 and 8 of UDP header leave 1232, which hold the 20-byte reply header
+/// and 67 peers of 18 bytes (1226). IPv4 needs no cap: 200 peers (the
+/// default `max_numwant`) take 20 + 6 × 200 = 1220 bytes.
+pub const UDP_V6_MAX_PEERS: i32 = 67;
+
+impl Announce {
+    /// The announce as a UDP request may ask it: an IPv6 one wants at most
+    /// [`UDP_V6_MAX_PEERS`]. (HTTP runs over TCP, which needs no cap, and
+    /// the selection is shared: so the cap is applied here, by the UDP
+    /// decoder, rather than in the swarm.)
+    pub fn fit_udp_reply(mut self) -> Announce {
+        if let PeerAddr::V6(_) = self.addr {
+            self.num_want = self.num_want.min(UDP_V6_MAX_PEERS);
+        }
+        self
+    }
 }
 
 /// What an announce returns besides the peers it appended.

@@ -158,6 +158,20 @@ fn replayed_completions_count_once_per_address() {
     assert_eq!(s.scrape(&InfoHash([1; 20])).completed, 3);
 }
 
+#[test]
+fn udp_ipv6_announces_ask_for_one_packet_of_peers() {
+    let cap = UDP_V6_MAX_PEERS as usize;
+    assert!(20 + 18 * cap <= 1280 - 40 - 8 && 20 + 18 * (cap + 1) > 1232);
+    let mut a = ann(PeerAddr::V6([0x20; 18]), AnnounceEvent::Started);
+    assert_eq!(a.fit_udp_reply().num_want, 67);
+    a.num_want = -1;
+    assert_eq!(a.fit_udp_reply().num_want, -1, "the default is left alone");
+    a.num_want = 30;
+    assert_eq!(a.fit_udp_reply().num_want, 30);
+    let v4 = ann(at(1, 1), AnnounceEvent::Started);
+    assert_eq!(v4.fit_udp_reply().num_want, 200, "IPv4 is not capped");
+}
+
 /// The figure behind `DEFAULT_MAX_TORRENTS`: bytes of torrent table per
 /// torrent, at a million torrents of one peer each.
 #[test]
