@@ -128,6 +128,9 @@ fn announce(
     let (eligible, eligible_maybe) = m.count(hash, |pa, p| {
         is_v6(pa) == v6 && *pa != a && !(seeder && p.seeder)
     });
+    // A newcomer (as far as the swarm may know) to a full swarm may take
+    // the place of one of them.
+    let may_evict = m.config.max_peers_per_torrent != 0 && me.is_none_or(|p| p.maybe);
     let mut out = Vec::new();
     let counts = s.announce(&req, m.now, &mut out);
 
@@ -149,7 +152,8 @@ fn announce(
         // All it may have, up to what it wants: never fewer than the peers
         // certainly there.
         assert!(
-            n >= want.min(eligible) && n <= want.min(eligible + eligible_maybe),
+            n >= want.min(eligible - (may_evict && eligible > 0) as usize)
+                && n <= want.min(eligible + eligible_maybe),
             "{n} peers; want {want}, eligible {eligible} (+{eligible_maybe} maybe)"
         );
     }
@@ -179,7 +183,7 @@ fn announce(
         );
         m.peers.remove(&(hash, a));
     } else {
-        if me.is_none() && m.config.max_peers_per_torrent != 0 {
+        if may_evict && event != AnnounceEvent::Stopped {
             // A newcomer to a full swarm may have taken the place of a peer
             // of the same family whose address has more.
             for ((h, pa), p) in m.peers.iter_mut() {
