@@ -172,9 +172,14 @@ pub struct AnnounceConfig {
     /// (`min interval`). At most `interval`.
     pub min_interval: Positive,
     /// Peers returned when a client asks for the default (numwant -1 or 0).
+    /// At most 67 when UDP listens on IPv6 (see `max_numwant`).
     pub default_numwant: usize,
     /// Most peers returned to one announce. 200 IPv4 peers still fit a
-    /// 1500-byte packet; IPv6 peers are 18 bytes each.
+    /// 1500-byte packet (20 + 6 × 200 = 1220 bytes, under the IPv6 minimum
+    /// MTU even). IPv6 peers are 18 bytes each: a UDP reply to an IPv6
+    /// client carries at most 67 (20 + 18 × 67 = 1226 bytes, within the 1232
+    /// that one 1280-byte packet leaves), so it is never fragmented; over
+    /// HTTP (TCP) they get up to this many.
     pub max_numwant: usize,
 }
 
@@ -189,6 +194,27 @@ impl Default for AnnounceConfig {
     }
 }
 
+/// The default of `[swarm] max_peers_per_address`; see there why.
+pub const DEFAULT_MAX_PEERS_PER_ADDRESS: usize = 64;
+
+/// The default of `[swarm] max_torrents`: 4 million torrents per swarm
+/// worker, about 400 MB of torrent table.
+///
+/// The arithmetic: a torrent takes 80 bytes in the torrent vector (its info
+/// hash and up to two IPv4 peers inline) and an 8-byte slot in its index,
+/// which is at most 70 % full. Both grow by doubling, so at 4 million
+/// (just under 2^22) the vector holds 4,194,304 × 80 = 335.5 MB and the
+/// index 8,388,608 × 8 = 67.1 MB: 402.7 MB, 100.7 bytes a torrent
+/// (measured by `Swarms::table_bytes` in the swarm tests: 100.7 bytes a
+/// torrent at 1M torrents, the same doubling). Before this bound, one IP stored
+/// 1M new torrents in 9.3 s (94 MB of resident memory); with it, a flood of
+/// new torrents stops at about 400 MB per swarm worker. Peers beyond two
+/// per torrent, and IPv6 peers, take their own memory on top.
+///
+/// Large public trackers hold a few million torrents; 4 million per worker
+/// leaves them room with one worker and more with several.
+pub const DEFAULT_MAX_TORRENTS: usize = 4_000_000;
+
 /// `[swarm]`: peer lifetime, cleaning and limits.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -200,10 +226,29 @@ pub struct SwarmTable {
     /// a slice at a time between batches, so it never stalls announces.
     pub cleaning_interval: Positive,
     /// Most peers stored per torrent (0: no limit). A full swarm still
-    /// answers newcomers with peers but does not store them.
+    /// answers newcomers with peers. It stores one by evicting a peer of
+    /// the address with the most peers, when that address has at least two
+    /// more than the newcomer's (so one address can't keep others out, and
+    /// a full swarm of distinct addresses doesn't churn); otherwise the
+    /// newcomer is not stored (counted).
     pub max_peers_per_torrent: usize,
+    /// Most peers of one address in one torrent (0: no limit): an IPv4
+    /// address, or an IPv6 /64 (what one host or home network is given).
+    /// Beyond it, new peers of that address are answered but not stored
+    /// (counted), so that one address announcing thousands of ports can't
+    /// crowd honest peers out of the replies.
+    ///
+    /// Why 64: behind a carrier-grade NAT many subscribers share one public
+    /// IPv4 address, commonly 16 to 128 of them (port blocks of 512 to 4096
+    /// ports each). Few of those are in the same torrent at the same time,
+    /// so 64 leaves them room, while one address can hold at most 64 places
+    /// in a swarm, and so at most 64 of the peers in any reply.
+    pub max_peers_per_address: usize,
     /// Most torrents per swarm worker (0: no limit). Beyond it, announces
-    /// for new torrents get empty replies and are not stored.
+    /// for new torrents get empty replies and are not stored (counted in
+    /// `swarmd_torrents_full_total`, and logged once a minute); torrents
+    /// already stored work as before. See [`DEFAULT_MAX_TORRENTS`] for the
+    /// memory it bounds; raise it (or add swarm workers) for more.
     pub max_torrents: usize,
     /// Keep each peer's 20-byte peer id, so that HTTP clients asking for
     /// the dictionary model (compact=0) get it with `peer id`s. Costs 20
@@ -219,7 +264,8 @@ impl Default for SwarmTable {
             peer_timeout: Positive(2700),
             cleaning_interval: Positive(30),
             max_peers_per_torrent: 0,
-            max_torrents: 0,
+            max_peers_per_address: DEFAULT_MAX_PEERS_PER_ADDRESS,
+            max_torrents: DEFAULT_MAX_TORRENTS,
             peer_ids: false,
         }
     }
@@ -380,6 +426,17 @@ impl Config {
         if self.announce.default_numwant > self.announce.max_numwant {
             return Err("announce.default_numwant is larger than announce.max_numwant".into());
         }
+        let v6_cap = crate::swarm::UDP_V6_MAX_PEERS as usize;
+        if self.announce.default_numwant > v6_cap && self.udp.addresses.iter().any(|a| a.is_ipv6())
+        {
+            // The UDP decoder caps the numwant an IPv6 client sends; one that
+            // asks for the default gets default_numwant from the swarm, so
+            // that must fit one IPv6 packet too.
+            return Err(format!(
+                "announce.default_numwant ({}) is above {v6_cap}, the most peers one unfragmented IPv6 UDP reply carries",
+                self.announce.default_numwant
+            ));
+        }
         if !self.stats.address.is_empty() && self.stats.socket_addr().is_none() {
             return Err(format!(
                 "stats.address {:?} is not an address like 127.0.0.1:9000 (or \"\" for off)",
@@ -469,6 +526,7 @@ impl Config {
             default_numwant: self.announce.default_numwant,
             max_numwant: self.announce.max_numwant,
             max_peers_per_torrent: self.swarm.max_peers_per_torrent,
+            max_peers_per_address: self.swarm.max_peers_per_address,
             max_torrents: self.swarm.max_torrents,
         }
     }
@@ -582,6 +640,16 @@ mod tests {
     fn cross_key_checks() {
         let e = err("[swarm]\npeer_timeout = 10\n[announce]\ninterval = 20\n");
         assert!(e.contains("peer_timeout"), "{e}");
+        let e = err("[announce]\ndefault_numwant = 68\n");
+        assert!(e.contains("IPv6 UDP reply"), "{e}");
+        let v4_only = "[udp]\naddresses = [\"0.0.0.0:6969\"]\n[announce]\ndefault_numwant = 68\n";
+        assert_eq!(
+            Config::parse(v4_only, "t")
+                .unwrap()
+                .announce
+                .default_numwant,
+            68
+        );
     }
 
     /// Found by the `config` fuzz target: a form feed in a comment made toml

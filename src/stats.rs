@@ -175,6 +175,9 @@ counter_struct!(
         scrapes,
         /// Announces that a limit kept out of the swarm.
         not_stored,
+        /// Of those, announces for new torrents refused because the torrent
+        /// table was full (`max_torrents`).
+        torrents_full,
         /// Peers removed by cleaning after their timeout.
         peers_expired,
         /// Torrents and their peers purged by cleaning because the access

@@ -489,6 +489,7 @@ fn reload_names_every_key_that_needs_a_restart() {
                 peer_timeout: _,
                 cleaning_interval: _,
                 max_peers_per_torrent: _,
+                max_peers_per_address: _,
                 max_torrents: _,
                 peer_ids: _,
             },
@@ -552,7 +553,7 @@ fn reload_names_every_key_that_needs_a_restart() {
 
     // Applied by `reload` itself, or (`[access]` files and mode, `[log]`)
     // by the SIGHUP handler before it.
-    let applied: [Edit; 20] = [
+    let applied: [Edit; 21] = [
         |c| c.udp.max_scrape_torrents = Positive(7),
         |c| c.http.max_connections = Positive(7),
         |c| c.http.max_connections_per_ip = Positive(7),
@@ -571,6 +572,7 @@ fn reload_names_every_key_that_needs_a_restart() {
         |c| c.announce.max_numwant = 70,
         |c| c.swarm.peer_timeout = Positive(7000),
         |c| c.swarm.max_peers_per_torrent = 7,
+        |c| c.swarm.max_peers_per_address = 7,
         |c| c.swarm.max_torrents = 7,
         |c| c.access.mode = swarmd::access::AccessMode::Deny,
         |c| c.access.info_hash_file = "list.txt".into(),

@@ -100,7 +100,8 @@ impl Model {
     /// A full pass ran at `now`: expired peers are gone.
     fn expire_all(&mut self) {
         let now = self.now;
-        self.peers.retain(|_, p| p.expiry >= now && !p.maybe);
+        // A "maybe" that has not expired was maybe evicted: still maybe.
+        self.peers.retain(|_, p| p.expiry >= now);
     }
 }
 
@@ -127,6 +128,9 @@ fn announce(
     let (eligible, eligible_maybe) = m.count(hash, |pa, p| {
         is_v6(pa) == v6 && *pa != a && !(seeder && p.seeder)
     });
+    // A newcomer (as far as the swarm may know) to a full swarm may take
+    // the place of one of them.
+    let may_evict = m.config.max_peers_per_torrent != 0 && me.is_none_or(|p| p.maybe);
     let mut out = Vec::new();
     let counts = s.announce(&req, m.now, &mut out);
 
@@ -148,7 +152,8 @@ fn announce(
         // All it may have, up to what it wants: never fewer than the peers
         // certainly there.
         assert!(
-            n >= want.min(eligible) && n <= want.min(eligible + eligible_maybe),
+            n >= want.min(eligible - (may_evict && eligible > 0) as usize)
+                && n <= want.min(eligible + eligible_maybe),
             "{n} peers; want {want}, eligible {eligible} (+{eligible_maybe} maybe)"
         );
     }
@@ -178,6 +183,15 @@ fn announce(
         );
         m.peers.remove(&(hash, a));
     } else {
+        if may_evict && event != AnnounceEvent::Stopped {
+            // A newcomer to a full swarm may have taken the place of a peer
+            // of the same family whose address has more.
+            for ((h, pa), p) in m.peers.iter_mut() {
+                if *h == hash && is_v6(pa) == v6 {
+                    p.maybe = true;
+                }
+            }
+        }
         let expiry = m.now.saturating_add(m.config.peer_timeout);
         m.peers.insert(
             (hash, a),
@@ -249,6 +263,7 @@ fuzz_target!(|data: &[u8]| {
             settings[3] as usize % 40
         },
         max_torrents: settings[4] as usize % 5,
+        max_peers_per_address: 0,
     };
     let mut s = Swarms::new(config.clone());
     let mut m = Model {

@@ -231,7 +231,7 @@ pub fn prometheus(stats: &Stats) -> String {
     }
     type SwarmPick = fn(&crate::stats::SwarmCounters) -> &Counter;
     // (metric, labels, help, type, counter summed over swarm workers)
-    let swarm_metrics: [(&'static str, &str, &'static str, &'static str, SwarmPick); 11] = [
+    let swarm_metrics: [(&'static str, &str, &'static str, &'static str, SwarmPick); 12] = [
         (
             "swarmd_swarm_announces_total",
             "",
@@ -252,6 +252,13 @@ pub fn prometheus(stats: &Stats) -> String {
             "Announces answered but not stored because a limit was reached.",
             "counter",
             |c| &c.not_stored,
+        ),
+        (
+            "swarmd_torrents_full_total",
+            "",
+            "Announces for new torrents refused because the torrent table was full.",
+            "counter",
+            |c| &c.torrents_full,
         ),
         (
             "swarmd_peers_expired_total",

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::protocol::udp::ScrapeStats;
 use crate::protocol::PeerId;
 
 const NOW: u32 = 1000;
@@ -45,7 +46,7 @@ fn bytes(a: PeerAddr) -> Vec<u8> {
 }
 
 /// Checks the structure of every peer set: partition, counts, index.
-fn check_invariants<X: PeerData>(s: &Swarms<X>) {
+pub(super) fn check_invariants<X: PeerData>(s: &Swarms<X>) {
     for (pos, (hash, t)) in s.torrents.iter().enumerate() {
         assert_eq!(s.find(hash), Some(pos), "torrent index");
         check_set(&t.v4, &s.hasher);
@@ -69,6 +70,12 @@ fn check_set<A: Addr + std::fmt::Debug, X: PeerData>(
     }
     if let Some(index) = &set.index {
         assert_eq!(index.len(), set.peers.len());
+        assert_eq!(index.hosts.total(), set.peers.len(), "peers per host");
+        for p in &set.peers {
+            let host = p.addr.host();
+            let n = set.peers.iter().filter(|q| q.addr.host() == host).count();
+            assert_eq!(index.hosts.get(&host, hasher), n, "peers of {host:?}");
+        }
     }
 }
 

@@ -448,7 +448,8 @@ impl SocketWorker {
                             event: a.event,
                             seeder: a.left == 0,
                             num_want: a.num_want,
-                        },
+                        }
+                        .fit_udp_reply(),
                     });
                 }
                 Ok(Request::Scrape(s)) => {

@@ -177,6 +177,7 @@ impl<X: PeerData> Shard<X> {
         let t = self.swarms.gauges();
         let c = &self.stats.swarm[self.id];
         c.torrents.set(t.torrents);
+        c.torrents_full.set(self.swarms.refused_full());
         c.peers_v4.set(t.peers_v4);
         c.peers_v6.set(t.peers_v6);
         c.seeders.set(t.seeders);
