@@ -1,0 +1,128 @@
+//! The configuration's tests: the shipped tracker.toml is the defaults,
+//! bad files are refused with file, line and reason, and overrides.
+
+use super::*;
+
+#[test]
+fn shipped_file_equals_defaults() {
+    let parsed = Config::parse(DEFAULT_CONFIG_TOML, "tracker.toml").unwrap();
+    assert_eq!(parsed, Config::default());
+}
+
+/// The swarm's own default said 100 peers at most, the config's 200: a
+/// bench or test on `SwarmConfig::default()` ran another tracker than
+/// the one shipped.
+#[test]
+fn swarm_defaults_are_the_config_defaults() {
+    let from_config = Config::default().swarm_config();
+    let own = crate::swarm::SwarmConfig::default();
+    assert_eq!(own.max_numwant, from_config.max_numwant);
+    assert_eq!(own, from_config);
+}
+
+#[test]
+fn with_port_moves_every_address_and_keeps_off_off() {
+    let c = Config::default().with_port(7070);
+    let both: Vec<SocketAddr> = vec![
+        "0.0.0.0:7070".parse().unwrap(),
+        "[::]:7070".parse().unwrap(),
+    ];
+    assert_eq!(c.udp.addresses, both);
+    assert_eq!(c.http.addresses, both);
+    assert_eq!(c.stats, Config::default().stats, "the stats endpoint stays");
+
+    let mut c = Config::default();
+    c.udp.addresses = vec![
+        "127.0.0.1:6969".parse().unwrap(),
+        "127.0.0.1:6970".parse().unwrap(),
+        "[::1]:6969".parse().unwrap(),
+    ];
+    c.http.addresses.clear();
+    let c = c.with_port(0);
+    assert_eq!(
+        c.udp.addresses,
+        vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        "listed once"
+    );
+    assert!(c.http.addresses.is_empty(), "HTTP stays off");
+    c.check().unwrap();
+}
+
+#[test]
+fn printed_defaults_with_a_port_are_the_defaults_with_that_port() {
+    for port in [0, 1, 7070, 65535] {
+        let text = Config::default_toml_with_port(port);
+        let parsed = Config::parse(&text, "printed").unwrap();
+        assert_eq!(parsed, Config::default().with_port(port));
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with('#')).count(),
+            DEFAULT_CONFIG_TOML
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .count(),
+            "comments kept"
+        );
+    }
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    assert_eq!(Config::parse("", "x").unwrap(), Config::default());
+}
+
+fn err(text: &str) -> String {
+    Config::parse(text, "t.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_key_names_file_and_line() {
+    let e = err("[udp]\nrecv_buffer_size = 1\nbogus = 3\n");
+    assert!(e.starts_with("t.toml:3: "), "{e}");
+    assert!(e.contains("bogus"), "{e}");
+}
+
+#[test]
+fn wrong_type_and_bad_values() {
+    let e = err("\n[workers]\nsocket_workers = \"two\"\n");
+    assert!(e.starts_with("t.toml:3: "), "{e}");
+    let e = err("[workers]\n\nswarm_workers = 0\n");
+    assert!(e.starts_with("t.toml:3: "), "{e}");
+    let e = err("[announce]\ninterval = -5\n");
+    assert!(
+        e.starts_with("t.toml:2: ") && e.contains("out of range"),
+        "{e}"
+    );
+    let e = err("[log]\nlevel = \"loud\"\n");
+    assert!(
+        e.starts_with("t.toml:2: ") && e.contains("unknown log level"),
+        "{e}"
+    );
+    let e = err("[udp]\naddresses = [\"nonsense\"]\n");
+    assert!(e.starts_with("t.toml:2: "), "{e}");
+    let e = err("[unknown_table]\n");
+    assert!(e.starts_with("t.toml:1: "), "{e}");
+}
+
+#[test]
+fn cross_key_checks() {
+    let e = err("[swarm]\npeer_timeout = 10\n[announce]\ninterval = 20\n");
+    assert!(e.contains("peer_timeout"), "{e}");
+    let e = err("[announce]\ndefault_numwant = 68\n");
+    assert!(e.contains("IPv6 UDP reply"), "{e}");
+    let v4_only = "[udp]\naddresses = [\"0.0.0.0:6969\"]\n[announce]\ndefault_numwant = 68\n";
+    assert_eq!(
+        Config::parse(v4_only, "t")
+            .unwrap()
+            .announce
+            .default_numwant,
+        68
+    );
+}
+
+/// Found by the `config` fuzz target: a form feed in a comment made toml
+/// fail with an empty message, and the error read "t.toml:2: ".
+#[test]
+fn syntax_error_without_message_still_gives_a_reason() {
+    let e = err("[udp]\n# a\x0ccomment\n");
+    assert_eq!(e, "t.toml:2: invalid TOML syntax");
+}
