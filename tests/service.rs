@@ -4,34 +4,17 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use swarmd::protocol::udp::Response;
 use swarmd::protocol::AnnounceEvent;
+use util::daemon::Daemon;
+use util::stats::{get, request};
 use util::{hash, tracker_with, Client, TIMEOUT};
-
-fn http_get(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_get(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
-}
 
 /// Parses Prometheus text with the reference Python parser and returns
 /// "name{labels} value" lines, sorted (the parser's view, not ours).
@@ -153,90 +136,10 @@ fn stats_json_torrent_and_health_routes() {
     assert_eq!(top[0]["info_hash"], hash(7).to_string());
 
     assert_eq!(get(stats, "/healthz"), (200, "ok\n".into()));
-    assert_eq!(
-        http_get(stats, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
-        405
-    );
+    let post = "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(request(stats, post, TIMEOUT).unwrap().0, 405);
     assert_eq!(get(stats, "/nothing").0, 404);
     t.stop().unwrap();
-}
-
-/// The swarmd binary running on a config file, its stderr lines on a
-/// channel.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Daemon {
-    fn start(config: &std::path::Path, notify: Option<&std::path::Path>) -> Daemon {
-        Daemon::with_args(&["--config", config.to_str().unwrap()], notify)
-    }
-
-    fn with_args(args: &[&str], notify: Option<&std::path::Path>) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmd"));
-        cmd.args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(n) = notify {
-            cmd.env("NOTIFY_SOCKET", n);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; saw:\n{}", self.log.join("\n")),
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill has no memory effects; the pid is our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    fn udp_addr(&mut self) -> SocketAddr {
-        self.logged_addr("udp")
-    }
-
-    /// The address of the next "listening on SCHEME://" line.
-    fn logged_addr(&mut self, scheme: &str) -> SocketAddr {
-        let prefix = format!("{scheme}://");
-        let line = self.wait_for(&format!("listening on {prefix}"));
-        line.rsplit(&prefix).next().unwrap().trim().parse().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -271,13 +174,15 @@ fn sd_notify_ready_and_stopping_then_exit_0() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut d = Daemon::start(&config, Some(&sock_path));
+    let mut cmd = Daemon::command(&config);
+    cmd.env("NOTIFY_SOCKET", &sock_path);
+    let mut d = Daemon::spawn(cmd);
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).expect("READY=1 arrives");
     let msg = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
     // Ready means bound: it answers at once.
-    let addr = d.udp_addr();
+    let addr = d.logged_addr("udp");
     assert_eq!(announce_interval(addr), 1800);
     d.signal(libc::SIGTERM);
     let n = sock.recv(&mut buf).expect("STOPPING=1 arrives");
@@ -292,8 +197,8 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
     let dir = temp_dir("sighup");
     let config = dir.join("tracker.toml");
     std::fs::write(&config, config_text(1800)).unwrap();
-    let mut d = Daemon::start(&config, None);
-    let addr = d.udp_addr();
+    let mut d = Daemon::start(&config);
+    let addr = d.logged_addr("udp");
     assert_eq!(announce_interval(addr), 1800);
 
     std::fs::write(&config, config_text(1000)).unwrap();
@@ -376,7 +281,9 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
         "[udp]\naddresses = [\"127.0.0.1:6969\"]\n[http]\naddresses = [\"127.0.0.1:6969\"]\n[stats]\naddress = \"\"\n",
     )
     .unwrap();
-    let mut d = Daemon::with_args(&["--config", config.to_str().unwrap(), "--port", "0"], None);
+    let mut cmd = Daemon::command(&config);
+    cmd.args(["--port", "0"]);
+    let mut d = Daemon::spawn(cmd);
     let udp = d.logged_addr("udp");
     let http = d.logged_addr("http");
     // Port 0 gets a port from the kernel's ephemeral range, never 6969.
@@ -413,8 +320,8 @@ fn started_as_root_it_switches_to_the_configured_user() {
         format!("{}[privileges]\nuser = \"nobody\"\n", config_text(1800)),
     )
     .unwrap();
-    let mut d = Daemon::start(&config, None);
-    let addr = d.udp_addr();
+    let mut d = Daemon::start(&config);
+    let addr = d.logged_addr("udp");
     d.wait_for("running as user \"nobody\"");
     // Every thread, not just the main one.
     let tasks = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).unwrap();
