@@ -5,16 +5,14 @@
 mod util;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use swarmd::protocol::udp::Response;
 use swarmd::protocol::AnnounceEvent;
-use util::daemon::Daemon;
+use util::daemon::{temp_dir, Daemon};
 use util::stats::{get, request};
-use util::{hash, tracker_with, Client, TIMEOUT};
+use util::{announce_interval, hash, tracker_with, Client, TIMEOUT};
 
 /// Parses Prometheus text with the reference Python parser and returns
 /// "name{labels} value" lines, sorted (the parser's view, not ours).
@@ -142,26 +140,10 @@ fn stats_json_torrent_and_health_routes() {
     t.stop().unwrap();
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("swarmd-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn config_text(interval: u32) -> String {
     format!(
         "[udp]\naddresses = [\"127.0.0.1:0\"]\n[http]\naddresses = []\n[stats]\naddress = \"\"\n[announce]\ninterval = {interval}\nmin_interval = 10\n"
     )
-}
-
-fn announce_interval(addr: SocketAddr) -> u32 {
-    let mut c = Client::new(addr);
-    let req = c.announce_request(hash(3), AnnounceEvent::Started, 0);
-    c.send(&swarmd::protocol::udp::Request::Announce(req));
-    match c.recv() {
-        Response::Announce { interval, .. } => interval,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -183,7 +165,7 @@ fn sd_notify_ready_and_stopping_then_exit_0() {
     assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
     // Ready means bound: it answers at once.
     let addr = d.logged_addr("udp");
-    assert_eq!(announce_interval(addr), 1800);
+    assert_eq!(announce_interval(addr, hash(3)), 1800);
     d.signal(libc::SIGTERM);
     let n = sock.recv(&mut buf).expect("STOPPING=1 arrives");
     assert_eq!(&buf[..n], b"STOPPING=1");
@@ -199,12 +181,12 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
     std::fs::write(&config, config_text(1800)).unwrap();
     let mut d = Daemon::start(&config);
     let addr = d.logged_addr("udp");
-    assert_eq!(announce_interval(addr), 1800);
+    assert_eq!(announce_interval(addr, hash(3)), 1800);
 
     std::fs::write(&config, config_text(1000)).unwrap();
     d.signal(libc::SIGHUP);
     d.wait_for("SIGHUP: reloaded");
-    assert_eq!(announce_interval(addr), 1000);
+    assert_eq!(announce_interval(addr, hash(3)), 1000);
 
     std::fs::write(&config, "[announce]\ninterval = \"soon\"\n").unwrap();
     d.signal(libc::SIGHUP);
@@ -213,7 +195,7 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
         line.contains("tracker.toml:2"),
         "names file and line: {line}"
     );
-    assert_eq!(announce_interval(addr), 1000);
+    assert_eq!(announce_interval(addr, hash(3)), 1000);
 
     d.signal(libc::SIGINT);
     assert!(d.child.wait().unwrap().success());
@@ -291,7 +273,7 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
         assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
         assert!(addr.port() != 0 && addr.port() != 6969, "{addr}");
     }
-    assert_eq!(announce_interval(udp), 1800);
+    assert_eq!(announce_interval(udp, hash(3)), 1800);
     let mut h = util::http::HttpClient::connect(http);
     assert_eq!(h.get("/scrape").status, 200);
     d.signal(libc::SIGTERM);
@@ -335,7 +317,7 @@ fn started_as_root_it_switches_to_the_configured_user() {
     }
     assert!(threads >= 3, "main, socket and swarm threads at least");
     // Still serving, and still able to stop in order.
-    assert_eq!(announce_interval(addr), 1800);
+    assert_eq!(announce_interval(addr, hash(3)), 1800);
     d.signal(libc::SIGTERM);
     assert!(d.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);

@@ -170,9 +170,7 @@ fn tracker_stop_is_prompt_while_clients_hold_the_endpoint() {
 
 #[test]
 fn sigterm_exits_promptly_while_clients_hold_the_endpoint() {
-    let dir =
-        std::env::temp_dir().join(format!("swarmd-test-stats-sigterm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::daemon::temp_dir("stats-sigterm");
     let config = dir.join("tracker.toml");
     std::fs::write(
         &config,

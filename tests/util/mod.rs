@@ -190,6 +190,18 @@ impl Client {
     }
 }
 
+/// The `interval` the tracker at `tracker` answers a new client's announce
+/// of `hash` with: how the daemon tests see which settings are running.
+pub fn announce_interval(tracker: SocketAddr, hash: InfoHash) -> u32 {
+    let mut c = Client::new(tracker);
+    let req = c.announce_request(hash, AnnounceEvent::Started, 0);
+    c.send(&Request::Announce(req));
+    match c.recv() {
+        Response::Announce { interval, .. } => interval,
+        other => panic!("expected announce, got {other:?}"),
+    }
+}
+
 pub fn decode_peers(bytes: &[u8], v6: bool) -> Vec<SocketAddr> {
     let len = if v6 { 18 } else { 6 };
     assert_eq!(bytes.len() % len, 0, "peer list length");
