@@ -9,6 +9,7 @@ pub mod http;
 pub mod stats;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarmd::protocol::udp::{
@@ -16,6 +17,7 @@ use swarmd::protocol::udp::{
     TransactionId,
 };
 use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
+use swarmd::stats::Stats;
 use swarmd::{Config, Tracker};
 
 /// A tracker listening on 127.0.0.1 and ::1, ports chosen by the kernel.
@@ -30,6 +32,14 @@ pub fn tracker_with(edit: impl FnOnce(&mut Config)) -> Tracker {
 
 pub fn tracker() -> Tracker {
     tracker_with(|_| {})
+}
+
+/// Stops `t` and hands back its counters: once its workers have stopped,
+/// they hold all that was counted, so a test reads them after this.
+pub fn stopped(t: Tracker) -> Arc<Stats> {
+    let s = t.stats().clone();
+    t.stop().unwrap();
+    s
 }
 
 pub struct Client {
