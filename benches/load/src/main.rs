@@ -31,10 +31,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use swarmd::stats::Protocol;
 
 use crate::meter::{new_histogram, Plan, ThreadResult};
 use crate::model::Population;
-use crate::options::{Command, HashesOptions, LoadOptions, Protocol, USAGE};
+use crate::options::{Command, HashesOptions, LoadOptions, USAGE};
 use crate::report::{progress_line, Counters, PeerTally, Summary};
 
 fn main() -> ExitCode {
