@@ -12,6 +12,7 @@ mod client;
 mod cores;
 mod http;
 mod http_wire;
+mod load_thread;
 mod meter;
 mod model;
 mod options;
