@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use swarmd::protocol::AnnounceEvent;
 use util::daemon::{temp_dir, Daemon};
 use util::stats::{get, request};
-use util::{announce_interval, hash, tracker_with, Client, TIMEOUT};
+use util::{announce_interval, can_run, hash, python_imports, tracker_with, Client, TIMEOUT};
 
 /// Parses Prometheus text with the reference Python parser and returns
 /// "name{labels} value" lines, sorted (the parser's view, not ours).
@@ -63,18 +63,11 @@ fn sample(lines: &[String], prefix: &str) -> f64 {
 
 #[test]
 fn metrics_parse_and_counters_rise() {
-    // Off CI a missing parser skips the test with a loud note; on CI (`CI`
-    // set, where .ci/run installs it) it is a failure.
-    let parser = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !parser {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus-client is missing on CI"
-        );
-        eprintln!("SKIPPED: pip install prometheus-client to run the /metrics parse test");
+    if !can_run(
+        python_imports("python3", "prometheus_client"),
+        "prometheus-client is missing on CI",
+        "pip install prometheus-client to run the /metrics parse test",
+    ) {
         return;
     }
     let t = tracker_with(|_| {});
@@ -283,16 +276,14 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
 
 #[test]
 fn started_as_root_it_switches_to_the_configured_user() {
-    // Off CI a run without root skips the test with a loud note; on CI
-    // (`CI` set, where .ci/run runs as root to install packages) it is a
-    // failure, so the switch of user is never left untested unnoticed.
+    // .ci/run runs as root (to install packages), so CI always has it.
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the tests as root, to test the switch of user"
-        );
-        eprintln!("SKIPPED: run the tests as root to test the switch of user");
+    let root = unsafe { libc::geteuid() } == 0;
+    if !can_run(
+        root,
+        "CI must run the tests as root, to test the switch of user",
+        "run the tests as root to test the switch of user",
+    ) {
         return;
     }
     let dir = temp_dir("privileges");

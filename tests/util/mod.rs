@@ -231,6 +231,27 @@ pub fn decode_peers(bytes: &[u8], v6: bool) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Whether a test that needs something of the machine (`present`) can run.
+/// Off CI, where it may be missing, the test is skipped with a loud note
+/// (`skip_note` says how to run it); on CI (`CI` set, where .ci/run provides
+/// everything) it is a failure (`ci_failure`), so nothing is left untested
+/// unnoticed.
+pub fn can_run(present: bool, ci_failure: &str, skip_note: &str) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{ci_failure}");
+        eprintln!("SKIPPED: {skip_note}");
+    }
+    present
+}
+
+/// `python` (a path or a name on PATH) can import `module`.
+pub fn python_imports(python: &str, module: &str) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn hash(n: u8) -> InfoHash {
     InfoHash([n; 20])
 }
