@@ -10,18 +10,11 @@ use std::process::Command;
 /// True when libtorrent can be imported. Off CI a missing binding skips the
 /// test with a loud note; on CI (`CI` set) it is a failure.
 fn libtorrent_available() -> bool {
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import libtorrent"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3-libtorrent is missing on CI"
-        );
-        eprintln!("SKIPPED: apt-get install python3-libtorrent to run the real-client test");
-    }
-    ok
+    util::can_run(
+        util::python_imports("/usr/bin/python3", "libtorrent"),
+        "python3-libtorrent is missing on CI",
+        "apt-get install python3-libtorrent to run the real-client test",
+    )
 }
 
 fn run_swarm(url: &str, listen_ip: &str) {

@@ -6,22 +6,14 @@
 mod util;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use swarmd::protocol::udp::{Request, Response};
-use swarmd::protocol::AnnounceEvent;
-use util::daemon::Daemon;
-use util::{hash, Client};
+use util::daemon::{temp_dir, Daemon};
+use util::{announce_interval, hash};
 
 /// The time one reload should take here, so that 20 take well over 3 s.
 const ONE_RELOAD: Duration = Duration::from_millis(300);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("swarmd-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `lines` distinct info hashes, and hash(1) (which the tests announce).
 fn write_list(path: &Path, lines: usize) {
@@ -119,21 +111,11 @@ fn sigterm_after_twenty_sighups_exits_within_a_second() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn announce_interval(addr: SocketAddr) -> u32 {
-    let mut c = Client::new(addr);
-    let req = c.announce_request(hash(1), AnnounceEvent::Started, 0);
-    c.send(&Request::Announce(req));
-    match c.recv() {
-        Response::Announce { interval, .. } => interval,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[test]
 fn sighups_during_a_reload_fold_into_one_that_reads_the_latest_file() {
     let dir = temp_dir("reload-fold");
     let (mut d, addr, calibration) = daemon_with_slow_reloads(&dir, 1800);
-    assert_eq!(announce_interval(addr), 1800);
+    assert_eq!(announce_interval(addr, hash(1)), 1800);
     // The first SIGHUP's reload may already have read the file when it
     // changes; the SIGHUPs after the change must still bring it in.
     d.signal(libc::SIGHUP);
@@ -141,7 +123,7 @@ fn sighups_during_a_reload_fold_into_one_that_reads_the_latest_file() {
     twenty_sighups(&d);
     d.wait_for("SIGHUP: reloaded");
     d.wait_for("SIGHUP: reloaded");
-    assert_eq!(announce_interval(addr), 1000);
+    assert_eq!(announce_interval(addr, hash(1)), 1000);
     d.signal(libc::SIGTERM);
     assert!(d
         .wait_exit(Duration::from_secs(5))

@@ -4,34 +4,15 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use swarmd::protocol::udp::Response;
 use swarmd::protocol::AnnounceEvent;
-use util::{hash, tracker_with, Client, TIMEOUT};
-
-fn http_get(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_get(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
-}
+use util::daemon::{temp_dir, Daemon};
+use util::stats::{get, request};
+use util::{announce_interval, can_run, hash, python_imports, tracker_with, Client, TIMEOUT};
 
 /// Parses Prometheus text with the reference Python parser and returns
 /// "name{labels} value" lines, sorted (the parser's view, not ours).
@@ -82,18 +63,11 @@ fn sample(lines: &[String], prefix: &str) -> f64 {
 
 #[test]
 fn metrics_parse_and_counters_rise() {
-    // Off CI a missing parser skips the test with a loud note; on CI (`CI`
-    // set, where .ci/run installs it) it is a failure.
-    let parser = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !parser {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus-client is missing on CI"
-        );
-        eprintln!("SKIPPED: pip install prometheus-client to run the /metrics parse test");
+    if !can_run(
+        python_imports("python3", "prometheus_client"),
+        "prometheus-client is missing on CI",
+        "pip install prometheus-client to run the /metrics parse test",
+    ) {
         return;
     }
     let t = tracker_with(|_| {});
@@ -153,112 +127,16 @@ fn stats_json_torrent_and_health_routes() {
     assert_eq!(top[0]["info_hash"], hash(7).to_string());
 
     assert_eq!(get(stats, "/healthz"), (200, "ok\n".into()));
-    assert_eq!(
-        http_get(stats, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
-        405
-    );
+    let post = "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(request(stats, post, TIMEOUT).unwrap().0, 405);
     assert_eq!(get(stats, "/nothing").0, 404);
     t.stop().unwrap();
-}
-
-/// The swarmd binary running on a config file, its stderr lines on a
-/// channel.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Daemon {
-    fn start(config: &std::path::Path, notify: Option<&std::path::Path>) -> Daemon {
-        Daemon::with_args(&["--config", config.to_str().unwrap()], notify)
-    }
-
-    fn with_args(args: &[&str], notify: Option<&std::path::Path>) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmd"));
-        cmd.args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(n) = notify {
-            cmd.env("NOTIFY_SOCKET", n);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; saw:\n{}", self.log.join("\n")),
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill has no memory effects; the pid is our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    fn udp_addr(&mut self) -> SocketAddr {
-        self.logged_addr("udp")
-    }
-
-    /// The address of the next "listening on SCHEME://" line.
-    fn logged_addr(&mut self, scheme: &str) -> SocketAddr {
-        let prefix = format!("{scheme}://");
-        let line = self.wait_for(&format!("listening on {prefix}"));
-        line.rsplit(&prefix).next().unwrap().trim().parse().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("swarmd-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn config_text(interval: u32) -> String {
     format!(
         "[udp]\naddresses = [\"127.0.0.1:0\"]\n[http]\naddresses = []\n[stats]\naddress = \"\"\n[announce]\ninterval = {interval}\nmin_interval = 10\n"
     )
-}
-
-fn announce_interval(addr: SocketAddr) -> u32 {
-    let mut c = Client::new(addr);
-    let req = c.announce_request(hash(3), AnnounceEvent::Started, 0);
-    c.send(&swarmd::protocol::udp::Request::Announce(req));
-    match c.recv() {
-        Response::Announce { interval, .. } => interval,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -271,14 +149,16 @@ fn sd_notify_ready_and_stopping_then_exit_0() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut d = Daemon::start(&config, Some(&sock_path));
+    let mut cmd = Daemon::command(&config);
+    cmd.env("NOTIFY_SOCKET", &sock_path);
+    let mut d = Daemon::spawn(cmd);
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).expect("READY=1 arrives");
     let msg = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
     // Ready means bound: it answers at once.
-    let addr = d.udp_addr();
-    assert_eq!(announce_interval(addr), 1800);
+    let addr = d.logged_addr("udp");
+    assert_eq!(announce_interval(addr, hash(3)), 1800);
     d.signal(libc::SIGTERM);
     let n = sock.recv(&mut buf).expect("STOPPING=1 arrives");
     assert_eq!(&buf[..n], b"STOPPING=1");
@@ -292,14 +172,14 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
     let dir = temp_dir("sighup");
     let config = dir.join("tracker.toml");
     std::fs::write(&config, config_text(1800)).unwrap();
-    let mut d = Daemon::start(&config, None);
-    let addr = d.udp_addr();
-    assert_eq!(announce_interval(addr), 1800);
+    let mut d = Daemon::start(&config);
+    let addr = d.logged_addr("udp");
+    assert_eq!(announce_interval(addr, hash(3)), 1800);
 
     std::fs::write(&config, config_text(1000)).unwrap();
     d.signal(libc::SIGHUP);
     d.wait_for("SIGHUP: reloaded");
-    assert_eq!(announce_interval(addr), 1000);
+    assert_eq!(announce_interval(addr, hash(3)), 1000);
 
     std::fs::write(&config, "[announce]\ninterval = \"soon\"\n").unwrap();
     d.signal(libc::SIGHUP);
@@ -308,7 +188,7 @@ fn sighup_applies_a_good_file_and_keeps_settings_on_a_bad_one() {
         line.contains("tracker.toml:2"),
         "names file and line: {line}"
     );
-    assert_eq!(announce_interval(addr), 1000);
+    assert_eq!(announce_interval(addr, hash(3)), 1000);
 
     d.signal(libc::SIGINT);
     assert!(d.child.wait().unwrap().success());
@@ -376,7 +256,9 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
         "[udp]\naddresses = [\"127.0.0.1:6969\"]\n[http]\naddresses = [\"127.0.0.1:6969\"]\n[stats]\naddress = \"\"\n",
     )
     .unwrap();
-    let mut d = Daemon::with_args(&["--config", config.to_str().unwrap(), "--port", "0"], None);
+    let mut cmd = Daemon::command(&config);
+    cmd.args(["--port", "0"]);
+    let mut d = Daemon::spawn(cmd);
     let udp = d.logged_addr("udp");
     let http = d.logged_addr("http");
     // Port 0 gets a port from the kernel's ephemeral range, never 6969.
@@ -384,7 +266,7 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
         assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
         assert!(addr.port() != 0 && addr.port() != 6969, "{addr}");
     }
-    assert_eq!(announce_interval(udp), 1800);
+    assert_eq!(announce_interval(udp, hash(3)), 1800);
     let mut h = util::http::HttpClient::connect(http);
     assert_eq!(h.get("/scrape").status, 200);
     d.signal(libc::SIGTERM);
@@ -394,16 +276,14 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
 
 #[test]
 fn started_as_root_it_switches_to_the_configured_user() {
-    // Off CI a run without root skips the test with a loud note; on CI
-    // (`CI` set, where .ci/run runs as root to install packages) it is a
-    // failure, so the switch of user is never left untested unnoticed.
+    // .ci/run runs as root (to install packages), so CI always has it.
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the tests as root, to test the switch of user"
-        );
-        eprintln!("SKIPPED: run the tests as root to test the switch of user");
+    let root = unsafe { libc::geteuid() } == 0;
+    if !can_run(
+        root,
+        "CI must run the tests as root, to test the switch of user",
+        "run the tests as root to test the switch of user",
+    ) {
         return;
     }
     let dir = temp_dir("privileges");
@@ -413,8 +293,8 @@ fn started_as_root_it_switches_to_the_configured_user() {
         format!("{}[privileges]\nuser = \"nobody\"\n", config_text(1800)),
     )
     .unwrap();
-    let mut d = Daemon::start(&config, None);
-    let addr = d.udp_addr();
+    let mut d = Daemon::start(&config);
+    let addr = d.logged_addr("udp");
     d.wait_for("running as user \"nobody\"");
     // Every thread, not just the main one.
     let tasks = std::fs::read_dir(format!("/proc/{}/task", d.child.id())).unwrap();
@@ -428,7 +308,7 @@ fn started_as_root_it_switches_to_the_configured_user() {
     }
     assert!(threads >= 3, "main, socket and swarm threads at least");
     // Still serving, and still able to stop in order.
-    assert_eq!(announce_interval(addr), 1800);
+    assert_eq!(announce_interval(addr, hash(3)), 1800);
     d.signal(libc::SIGTERM);
     assert!(d.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use swarmd::config::Positive;
 use util::http::{announce_path, HttpClient};
-use util::{hash, tracker_with};
+use util::{hash, stopped, tracker_with};
 
 fn loopback(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
@@ -115,8 +115,7 @@ fn a_request_head_has_a_deadline_from_its_first_byte() {
         };
     }
     let took = started.elapsed();
-    let s = t.stats().clone();
-    t.stop().unwrap();
+    let s = stopped(t);
     assert!(
         closed,
         "a dribbling client kept its connection for {took:?}"
@@ -144,8 +143,7 @@ fn one_address_gets_at_most_its_share_of_connections() {
     assert!(a.closed_by_server());
     let mut e = HttpClient::connect_from(http, loopback(1)).unwrap();
     assert_eq!(e.get(&path).status, 200);
-    let s = t.stats().clone();
-    t.stop().unwrap();
+    let s = stopped(t);
     assert_eq!(s.http_total(|f| &f.connections_refused).0, 1);
 }
 
@@ -163,8 +161,7 @@ fn a_full_worker_makes_room_by_closing_the_longest_waiting_connection() {
     assert_eq!(c.get(&path).status, 200);
     assert!(a.closed_by_server(), "the longest idle makes room");
     assert_eq!(b.get(&path).status, 200, "the others stay");
-    let s = t.stats().clone();
-    t.stop().unwrap();
+    let s = stopped(t);
     assert_eq!(s.http_total(|f| &f.connections_evicted).0, 1);
     assert_eq!(s.http_total(|f| &f.connections_refused).0, 0);
     assert_eq!(s.http_total(|f| &f.connections_accepted).0, 3);

@@ -66,6 +66,18 @@ fn silent(addr: SocketAddr) -> Vec<TcpStream> {
         .collect()
 }
 
+/// A dribbling client and 100 silent ones on the endpoint at `addr`, taken
+/// in by it: it answers /healthz after accepting whatever queued before it.
+fn hold(addr: SocketAddr) -> (Dribbler, Vec<TcpStream>) {
+    let held = (Dribbler::start(addr), silent(addr));
+    let _ = request(
+        addr,
+        "GET /healthz HTTP/1.1\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    held
+}
+
 /// Times five /healthz requests; returns them sorted. A request that takes
 /// over 2 s fails the test.
 fn healthz_times(addr: SocketAddr) -> Vec<Duration> {
@@ -146,15 +158,7 @@ fn a_dribbling_client_is_closed_at_the_request_deadline() {
 fn tracker_stop_is_prompt_while_clients_hold_the_endpoint() {
     let t = tracker();
     let addr = t.stats_addr().unwrap();
-    let _dribbler = Dribbler::start(addr);
-    let _silent = silent(addr);
-    // Let the endpoint take them in (it answers /healthz after accepting
-    // whatever queued before it).
-    let _ = request(
-        addr,
-        "GET /healthz HTTP/1.1\r\n\r\n",
-        Duration::from_secs(2),
-    );
+    let _held = hold(addr);
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
     std::thread::spawn(move || {
@@ -170,9 +174,7 @@ fn tracker_stop_is_prompt_while_clients_hold_the_endpoint() {
 
 #[test]
 fn sigterm_exits_promptly_while_clients_hold_the_endpoint() {
-    let dir =
-        std::env::temp_dir().join(format!("swarmd-test-stats-sigterm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::daemon::temp_dir("stats-sigterm");
     let config = dir.join("tracker.toml");
     std::fs::write(
         &config,
@@ -187,13 +189,7 @@ fn sigterm_exits_promptly_while_clients_hold_the_endpoint() {
         .and_then(|s| s.strip_suffix("/metrics"))
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let _dribbler = Dribbler::start(addr);
-    let _silent = silent(addr);
-    let _ = request(
-        addr,
-        "GET /healthz HTTP/1.1\r\n\r\n",
-        Duration::from_secs(2),
-    );
+    let _held = hold(addr);
     let start = Instant::now();
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(1));
@@ -219,24 +215,16 @@ fn metrics_export_no_series_that_cannot_exist() {
     for family in ["ipv4", "ipv6"] {
         let udp = format!("protocol=\"udp\",family=\"{family}\"");
         let http = format!("protocol=\"http\",family=\"{family}\"");
-        assert!(has(&format!(
-            "swarmd_requests_total{{{udp},kind=\"connect\"}} "
-        )));
-        assert!(has(&format!(
-            "swarmd_responses_total{{{udp},kind=\"connect\"}} "
-        )));
-        assert!(has(&format!(
-            "swarmd_errors_total{{{udp},kind=\"connection_id\"}} "
-        )));
-        assert!(has(&format!(
-            "swarmd_dropped_total{{{udp},reason=\"send\"}} "
-        )));
-        assert!(has(&format!(
-            "swarmd_requests_total{{{http},kind=\"announce\"}} "
-        )));
-        assert!(has(&format!(
-            "swarmd_connections_total{{{http},event=\"accepted\"}} "
-        )));
+        for present in [
+            format!("swarmd_requests_total{{{udp},kind=\"connect\"}} "),
+            format!("swarmd_responses_total{{{udp},kind=\"connect\"}} "),
+            format!("swarmd_errors_total{{{udp},kind=\"connection_id\"}} "),
+            format!("swarmd_dropped_total{{{udp},reason=\"send\"}} "),
+            format!("swarmd_requests_total{{{http},kind=\"announce\"}} "),
+            format!("swarmd_connections_total{{{http},event=\"accepted\"}} "),
+        ] {
+            assert!(has(&present), "{present} is missing:\n{text}");
+        }
         for absent in [
             format!("swarmd_requests_total{{{http},kind=\"connect\"}}"),
             format!("swarmd_responses_total{{{http},kind=\"connect\"}}"),

@@ -9,6 +9,7 @@ pub mod http;
 pub mod stats;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarmd::protocol::udp::{
@@ -16,6 +17,7 @@ use swarmd::protocol::udp::{
     TransactionId,
 };
 use swarmd::protocol::{AnnounceEvent, InfoHash, PeerId};
+use swarmd::stats::Stats;
 use swarmd::{Config, Tracker};
 
 /// A tracker listening on 127.0.0.1 and ::1, ports chosen by the kernel.
@@ -30,6 +32,14 @@ pub fn tracker_with(edit: impl FnOnce(&mut Config)) -> Tracker {
 
 pub fn tracker() -> Tracker {
     tracker_with(|_| {})
+}
+
+/// Stops `t` and hands back its counters: once its workers have stopped,
+/// they hold all that was counted, so a test reads them after this.
+pub fn stopped(t: Tracker) -> Arc<Stats> {
+    let s = t.stats().clone();
+    t.stop().unwrap();
+    s
 }
 
 pub struct Client {
@@ -190,6 +200,18 @@ impl Client {
     }
 }
 
+/// The `interval` the tracker at `tracker` answers a new client's announce
+/// of `hash` with: how the daemon tests see which settings are running.
+pub fn announce_interval(tracker: SocketAddr, hash: InfoHash) -> u32 {
+    let mut c = Client::new(tracker);
+    let req = c.announce_request(hash, AnnounceEvent::Started, 0);
+    c.send(&Request::Announce(req));
+    match c.recv() {
+        Response::Announce { interval, .. } => interval,
+        other => panic!("expected announce, got {other:?}"),
+    }
+}
+
 pub fn decode_peers(bytes: &[u8], v6: bool) -> Vec<SocketAddr> {
     let len = if v6 { 18 } else { 6 };
     assert_eq!(bytes.len() % len, 0, "peer list length");
@@ -207,6 +229,27 @@ pub fn decode_peers(bytes: &[u8], v6: bool) -> Vec<SocketAddr> {
             SocketAddr::new(ip, port)
         })
         .collect()
+}
+
+/// Whether a test that needs something of the machine (`present`) can run.
+/// Off CI, where it may be missing, the test is skipped with a loud note
+/// (`skip_note` says how to run it); on CI (`CI` set, where .ci/run provides
+/// everything) it is a failure (`ci_failure`), so nothing is left untested
+/// unnoticed.
+pub fn can_run(present: bool, ci_failure: &str, skip_note: &str) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{ci_failure}");
+        eprintln!("SKIPPED: {skip_note}");
+    }
+    present
+}
+
+/// `python` (a path or a name on PATH) can import `module`.
+pub fn python_imports(python: &str, module: &str) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub fn hash(n: u8) -> InfoHash {

@@ -7,7 +7,7 @@ use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use swarmd::protocol::udp::{
 use swarmd::protocol::AnnounceEvent;
 
 use crate::check::{judge, Expect, Invalid, Kind, Verdict};
+use crate::load_thread::{self, Progress, IDLE_WAIT};
 use crate::meter::{Meter, Plan, ThreadResult};
 use crate::model::Population;
 use crate::options::LoadOptions;
@@ -31,9 +32,6 @@ use crate::sys::{send_batch, RecvBatch, BATCH};
 /// BEP 15 connection ids live about two minutes; reconnect well before that,
 /// as real clients do.
 const CONNECT_EVERY: Duration = Duration::from_secs(60);
-/// The longest a thread sleeps in `poll` when it has nothing to do, so time
-/// outs and phase changes are noticed promptly.
-const IDLE_WAIT: Duration = Duration::from_millis(10);
 /// Receive batches taken from one socket before the others get a turn.
 const RECV_ROUNDS: usize = 8;
 /// How long a transaction id that timed out is remembered, so that its late
@@ -182,6 +180,16 @@ struct Client {
     paused_until: Option<Instant>,
 }
 
+impl Progress for Client {
+    fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    fn idle(&self) -> bool {
+        self.inflight.is_idle()
+    }
+}
+
 fn open_socket(local: SocketAddr, target: SocketAddr) -> Result<mio::net::UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(target),
@@ -228,7 +236,7 @@ pub fn run_thread<'a>(
 ) -> Result<ThreadResult> {
     let now = Instant::now();
     let stride = (o.threads * o.sockets) as u64;
-    let mut rng = fastrand::Rng::with_seed(o.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9));
+    let mut rng = load_thread::rng(o, thread);
     let poll = Poll::new().context("creating a poll instance")?;
     let mut clients = Vec::with_capacity(o.sockets);
     for s in 0..o.sockets {
@@ -284,11 +292,7 @@ impl<'a> Worker<'a> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            if now >= plan.end || abort.load(Ordering::Relaxed) {
-                break;
-            }
-            let all_sent = self.pace.all_sent() || clients.iter().all(|c| c.peers.is_done());
-            if all_sent && clients.iter().all(|c| c.inflight.is_idle()) {
+            if load_thread::done(now, plan, abort, &self.pace, clients) {
                 break;
             }
             self.m.tick(now);
@@ -312,11 +316,7 @@ impl<'a> Worker<'a> {
                     .map_or(IDLE_WAIT, |d| d.min(IDLE_WAIT))
                     .min(plan.end.saturating_duration_since(now))
             };
-            match poll.poll(&mut events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("poll"),
-            }
+            load_thread::wait(&mut poll, &mut events, wait)?;
             for event in events.iter() {
                 if let Some(c) = clients.get_mut(event.token().0) {
                     c.readable = true;

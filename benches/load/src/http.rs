@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use swarmd::protocol::InfoHash;
 
 use crate::check::{Expect, Invalid, Kind};
 use crate::http_wire::{self, Framed};
+use crate::load_thread::{self, Progress, IDLE_WAIT};
 use crate::meter::{Meter, Plan, ThreadResult};
 use crate::model::Population;
 use crate::options::LoadOptions;
@@ -26,9 +27,6 @@ use crate::pace::Pace;
 use crate::peers::Peers;
 use crate::report::Counters;
 
-/// The longest a thread sleeps in `poll`, so time outs, reconnects and the
-/// end of the run are noticed promptly.
-const IDLE_WAIT: Duration = Duration::from_millis(10);
 /// How often connections are checked for requests past their time out.
 const SCAN_EVERY: Duration = Duration::from_millis(10);
 /// One read takes up to this much. Answers are a few hundred bytes, so one
@@ -75,6 +73,16 @@ struct Conn {
     starved: bool,
 }
 
+impl Progress for Conn {
+    fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
 /// What became of a connection while it was handled.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Alive {
@@ -118,7 +126,7 @@ pub fn run_thread<'a>(
 ) -> Result<ThreadResult> {
     let now = Instant::now();
     let stride = o.connections as u64;
-    let rng = fastrand::Rng::with_seed(o.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9));
+    let rng = load_thread::rng(o, thread);
     let poll = Poll::new().context("creating a poll instance")?;
     let mut conns: Vec<Conn> = share(o.connections, o.threads, thread)
         .map(|g| Conn {
@@ -182,11 +190,7 @@ impl Worker<'_> {
         let mut scanned_at = Instant::now();
         loop {
             let now = Instant::now();
-            if now >= plan.end || abort.load(Ordering::Relaxed) {
-                break;
-            }
-            let all_sent = self.pace.all_sent() || conns.iter().all(|c| c.peers.is_done());
-            if all_sent && conns.iter().all(|c| c.pending.is_empty()) {
+            if load_thread::done(now, plan, abort, &self.pace, conns) {
                 break;
             }
             self.m.tick(now);
@@ -210,11 +214,7 @@ impl Worker<'_> {
             if let (Some(d), false) = (self.pace.until_token(), self.starved.is_empty()) {
                 wait = wait.min(d);
             }
-            match self.poll.poll(&mut events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("poll"),
-            }
+            load_thread::wait(&mut self.poll, &mut events, wait)?;
             for event in events.iter() {
                 let i = event.token().0;
                 if i < conns.len() {

@@ -12,6 +12,7 @@ mod client;
 mod cores;
 mod http;
 mod http_wire;
+mod load_thread;
 mod meter;
 mod model;
 mod options;
@@ -31,10 +32,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use swarmd::stats::Protocol;
 
 use crate::meter::{new_histogram, Plan, ThreadResult};
 use crate::model::Population;
-use crate::options::{Command, HashesOptions, LoadOptions, Protocol, USAGE};
+use crate::options::{Command, HashesOptions, LoadOptions, USAGE};
 use crate::report::{progress_line, Counters, PeerTally, Summary};
 
 fn main() -> ExitCode {

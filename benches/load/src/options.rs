@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use lexopt::prelude::*;
+// The tracker's own: the protocols it speaks are the ones a load can speak,
+// by the same names in the report as in its metrics.
+use swarmd::stats::Protocol;
 
 pub const USAGE: &str = "\
 swarmd-load: load generator for BEP 15 (UDP) and BEP 3 (HTTP) trackers, and a
@@ -165,24 +168,9 @@ pub enum PeerOrder {
     Once,
 }
 
-/// The tracker protocol a load speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Udp,
-    Http,
-}
-
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Udp => "udp",
-            Protocol::Http => "http",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
+    /// The tracker protocol the load speaks.
     pub protocol: Protocol,
     pub target: SocketAddr,
     pub torrents: u64,

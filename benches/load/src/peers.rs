@@ -11,8 +11,12 @@ use crate::options::{LoadOptions, PeerOrder};
 use crate::report::PeerTally;
 
 /// What one announce says, whatever the protocol carries it. The load
-/// generator's own type rather than the tracker's `http::AnnounceQuery`:
-/// that one holds strings, and this one is made for every request sent.
+/// generator's own type, though its first fields are those of the tracker's
+/// request types: those are what one wire carries as the tracker reads it
+/// (`http::AnnounceQuery` has no `key`, which the tracker ignores, and has
+/// BEP 23's flags; `udp::AnnounceRequest` has connection and transaction
+/// ids and a `Vec` of URL data), while this one is `Copy`, made for every
+/// request sent and written out as either.
 #[derive(Clone, Copy, Debug)]
 pub struct Announce {
     pub info_hash: InfoHash,

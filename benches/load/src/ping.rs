@@ -24,10 +24,37 @@ use crate::peers::Announce;
 /// How long one attempt waits for its answer.
 const ATTEMPT: Duration = Duration::from_millis(200);
 
+/// The peer that announces: not a peer number `udp` or `http` ever uses.
+const PEER: u64 = u64::MAX;
+
 pub fn run(o: &PingOptions) -> Result<ExitCode> {
+    let pop = Population::new(o.torrent + 1, 1, 1.0, o.seed);
     if o.http {
-        return run_http(o);
+        run_http(o, &pop)
+    } else {
+        run_udp(o, &pop)
     }
+}
+
+/// Tries `answered` until it says yes or `--wait` runs out: exit 0, or 1
+/// with a note on stderr that the tracker did not answer `what`.
+fn until_answered(o: &PingOptions, what: &str, mut answered: impl FnMut() -> bool) -> ExitCode {
+    let deadline = Instant::now() + o.wait;
+    while Instant::now() < deadline {
+        if answered() {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "swarmd-load ping: {} did not answer{what} within {} s",
+        o.target,
+        o.wait.as_secs()
+    );
+    ExitCode::from(1)
+}
+
+fn run_udp(o: &PingOptions, pop: &Population) -> Result<ExitCode> {
     let local: SocketAddr = if o.target.is_ipv6() {
         "[::1]:0".parse()?
     } else {
@@ -40,82 +67,58 @@ pub fn run(o: &PingOptions) -> Result<ExitCode> {
     socket
         .set_read_timeout(Some(ATTEMPT))
         .context("set_read_timeout")?;
-    let pop = Population::new(o.torrent + 1, 1, 1.0, o.seed);
-    // Not a peer number `udp` ever uses.
-    let peer = u64::MAX;
-    let deadline = Instant::now() + o.wait;
     let mut rng = fastrand::Rng::new();
-    while Instant::now() < deadline {
-        if let Some(connection_id) = ask(&socket, &mut rng, |transaction_id| {
+    Ok(until_answered(o, "", || {
+        let connected = ask(&socket, &mut rng, |transaction_id| {
             Request::Connect(ConnectRequest { transaction_id })
-        })
-        .and_then(|r| match r {
-            Response::Connect { connection_id, .. } => Some(connection_id),
-            _ => None,
-        }) {
-            let announce = |transaction_id| {
-                Request::Announce(AnnounceRequest {
-                    connection_id,
-                    transaction_id,
-                    info_hash: pop.info_hash(o.torrent),
-                    peer_id: pop.peer_id(peer),
-                    downloaded: 0,
-                    left: 0,
-                    uploaded: 0,
-                    event: AnnounceEvent::None,
-                    ip_address: 0,
-                    key: pop.key(peer),
-                    num_want: 0,
-                    port: pop.port(peer),
-                    url_data: Vec::new(),
-                })
-            };
-            if let Some(Response::Announce { .. }) = ask(&socket, &mut rng, announce) {
-                return Ok(ExitCode::SUCCESS);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "swarmd-load ping: {} did not answer within {} s",
-        o.target,
-        o.wait.as_secs()
-    );
-    Ok(ExitCode::from(1))
+        });
+        let Some(Response::Connect { connection_id, .. }) = connected else {
+            return false;
+        };
+        let announce = |transaction_id| {
+            Request::Announce(AnnounceRequest {
+                connection_id,
+                transaction_id,
+                info_hash: pop.info_hash(o.torrent),
+                peer_id: pop.peer_id(PEER),
+                downloaded: 0,
+                left: 0,
+                uploaded: 0,
+                event: AnnounceEvent::None,
+                ip_address: 0,
+                key: pop.key(PEER),
+                num_want: 0,
+                port: pop.port(PEER),
+                url_data: Vec::new(),
+            })
+        };
+        matches!(
+            ask(&socket, &mut rng, announce),
+            Some(Response::Announce { .. })
+        )
+    }))
 }
 
-fn run_http(o: &PingOptions) -> Result<ExitCode> {
-    let pop = Population::new(o.torrent + 1, 1, 1.0, o.seed);
-    let peer = u64::MAX;
+fn run_http(o: &PingOptions, pop: &Population) -> Result<ExitCode> {
     let mut request = Vec::new();
     http_wire::write_announce(
         &mut request,
         &o.target.to_string(),
         &Announce {
             info_hash: pop.info_hash(o.torrent),
-            peer_id: pop.peer_id(peer),
-            port: pop.port(peer),
+            peer_id: pop.peer_id(PEER),
+            port: pop.port(PEER),
             uploaded: 0,
             downloaded: 0,
             left: 0,
             event: AnnounceEvent::None,
             numwant: 0,
-            key: pop.key(peer),
+            key: pop.key(PEER),
         },
     );
-    let deadline = Instant::now() + o.wait;
-    while Instant::now() < deadline {
-        if ask_http(o.target, &request) == Some(Verdict::Announced { peers: 0 }) {
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "swarmd-load ping: {} did not answer an HTTP announce within {} s",
-        o.target,
-        o.wait.as_secs()
-    );
-    Ok(ExitCode::from(1))
+    Ok(until_answered(o, " an HTTP announce", || {
+        ask_http(o.target, &request) == Some(Verdict::Announced { peers: 0 })
+    }))
 }
 
 /// Sends `request` on a new connection and judges the answer, if one comes

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use swarmd::stats::Protocol;
 
 use crate::check::{Invalid, Kind};
-use crate::options::{LoadOptions, Protocol};
+use crate::options::LoadOptions;
 
 /// Event names in BEP 15 order (0 none, 1 completed, 2 started, 3 stopped).
 pub const EVENTS: [&str; 4] = ["none", "completed", "started", "stopped"];
