@@ -114,10 +114,6 @@ impl<X: PeerData> Swarms<X> {
         self.config = config;
     }
 
-    pub fn config(&self) -> &SwarmConfig {
-        &self.config
-    }
-
     /// Starts loading what the announces and scrapes of a batch will read.
     ///
     /// Why: with a million torrents, finding one is two cache misses (the

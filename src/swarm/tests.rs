@@ -1,3 +1,6 @@
+//! The swarm's tests: announces, scrapes, peer selection and cleaning,
+//! and the swarm against a simple model under any sequence of operations.
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;
