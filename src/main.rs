@@ -89,8 +89,8 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(path) => match Config::load(&path) {
-            Ok(_) => {
+        Command::CheckConfig(path) => match check_config(&path) {
+            Ok(()) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
@@ -109,34 +109,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr. The level comes from `[log] level`, and can change on
-/// reload, unless `RUST_LOG` is set, which then decides alone.
-fn init_logging(config: &Config) {
-    let mut builder = env_logger::Builder::new();
-    let from_env = std::env::var("RUST_LOG").ok();
-    match &from_env {
-        Some(spec) => {
-            builder.parse_filters(spec);
-        }
-        // Let everything through the logger's own filter; the global max
-        // level (which a reload can change) does the filtering.
-        None => {
-            builder.filter_level(log::LevelFilter::Trace);
-        }
-    }
-    // journald stamps every line itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.format_timestamp(None);
-    }
-    let _ = builder.try_init();
-    if from_env.is_none() {
-        log::set_max_level(config.log.level.0);
-    }
-}
-
 fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     let config = load(path.as_deref(), port)?;
-    init_logging(&config);
+    swarmd::logging::init(config.log.level.0, service::stderr_is_journal());
     // Here, not in `start`: a program embedding the tracker keeps its own
     // limits.
     service::check_nofile_limit(&config);
@@ -231,6 +206,16 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     tracker.stop().map_err(anyhow::Error::msg)?;
     log_totals(&stats);
     log::info!("stopped");
+    Ok(())
+}
+
+/// `--check-config`: the file, and every file it names (the access lists,
+/// the passkeys), read as the daemon would, so that a pre-start or
+/// pre-reload check fails on what would stop the daemon or its reload (a
+/// missing or unreadable file, a bad line) and names the file and reason.
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    swarmd::access::Access::load(&config.access).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
