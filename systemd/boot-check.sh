@@ -188,7 +188,7 @@ journal() { inside journalctl -u swarmd --no-pager -o cat "$@"; }
 inside systemctl start swarmd || { journal; fail "start"; }
 inside systemctl status swarmd --no-pager --lines=0 || fail "status"
 pid=$(show MainPID)
-say "started, pid $pid, user $(inside stat -c %U "/proc/$pid")"
+say "started, pid $pid, uid $(inside stat -c %u "/proc/$pid") (dynamic)"
 
 # healthz on the stats endpoint, and a BEP 15 connect over UDP.
 [ "$(in_net curl -fsS --max-time 5 http://127.0.0.1:6970/healthz)" = ok ] || fail "healthz"

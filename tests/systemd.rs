@@ -222,3 +222,52 @@ fn credential_paths_are_read_from_the_credentials_directory() {
     assert_eq!(code, Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ExecReload's check: systemd 252 gives it no credentials, so it skips
+/// them, and still reads every other file.
+#[test]
+fn skip_credentials_reads_all_but_credential_files() {
+    let dir = temp_dir("skip-credentials");
+    let creds = dir.join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    let config = with_passkeys(&dir, "credential:passkeys");
+    let env: &[(&str, &Path)] = &[("CREDENTIALS_DIRECTORY", &creds)];
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmd"));
+        cmd.arg("--check-config").arg(&config).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run(&[]).0, Some(1));
+    let (code, err) = run(&["--skip-credentials"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // An info-hash list named directly is still read.
+    let list = dir.join("hashes");
+    std::fs::write(&list, "not a hash\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{CONFIG}[access]\nmode = \"allow\"\ninfo_hash_file = {:?}\npasskeys_file = \"credential:passkeys\"\n",
+            list.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, err) = run(&["--skip-credentials"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("{}:1:", list.display())), "{err}");
+
+    // Only with --check-config.
+    let out = Command::new(env!("CARGO_BIN_EXE_swarmd"))
+        .arg("--skip-credentials")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
