@@ -386,7 +386,7 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Parses TOML text; `origin` names it in errors (a path).
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -403,6 +403,10 @@ impl Config {
         })?;
         config
             .check()
+            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        config
+            .access
+            .resolve_credentials(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())
             .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
         Ok(config)
     }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod config;
 pub mod connection_id;
 pub(crate) mod log_limit;
+pub mod logging;
 pub mod protocol;
 pub mod service;
 pub mod stats;

@@ -19,7 +19,11 @@ Usage:
   swarmd --port N             the same, with UDP and HTTP on port N
   swarmd --config FILE        run with FILE (TOML; see --print-config)
   swarmd --print-config       print the default configuration, commented
-  swarmd --check-config FILE  check FILE and exit (0 when it is valid)
+  swarmd --check-config FILE  check FILE and the files it names, and exit (0
+                              when all are valid)
+  swarmd --check-config FILE --skip-credentials
+                              the same, but not the credential:NAME files
+                              (for ExecReload: see systemd/swarmd.service)
   swarmd --help | --version
 
 -p, --port N, added to a run or to --print-config, puts UDP and HTTP on port N
@@ -29,7 +33,8 @@ of every configured address (0: a free port each, logged at start).
 enum Command {
     Run(Option<PathBuf>),
     PrintConfig,
-    CheckConfig(PathBuf),
+    /// The file, and whether to skip `credential:` files.
+    CheckConfig(PathBuf, bool),
     Help,
     Version,
 }
@@ -46,6 +51,7 @@ fn parse_args() -> Result<(Command, Option<u16>), lexopt::Error> {
     let mut parser = lexopt::Parser::from_env();
     let mut command = Command::Run(None);
     let mut port_override = None;
+    let mut skip_credentials = false;
     while let Some(arg) = parser.next()? {
         command = match arg {
             Short('c') | Long("config") => Command::Run(Some(parser.value()?.into())),
@@ -54,11 +60,20 @@ fn parse_args() -> Result<(Command, Option<u16>), lexopt::Error> {
                 continue;
             }
             Long("print-config") => Command::PrintConfig,
-            Long("check-config") => Command::CheckConfig(parser.value()?.into()),
+            Long("check-config") => Command::CheckConfig(parser.value()?.into(), false),
+            Long("skip-credentials") => {
+                skip_credentials = true;
+                continue;
+            }
             Short('h') | Long("help") => Command::Help,
             Short('V') | Long("version") => Command::Version,
             _ => return Err(arg.unexpected()),
         };
+    }
+    if let Command::CheckConfig(_, skip) = &mut command {
+        *skip = skip_credentials;
+    } else if skip_credentials {
+        return Err("--skip-credentials goes with --check-config".into());
     }
     Ok((command, port_override))
 }
@@ -89,54 +104,30 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(path) => match Config::load(&path) {
-            Ok(_) => {
+        Command::CheckConfig(path, skip_credentials) => match check_config(&path, skip_credentials)
+        {
+            Ok(()) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("swarmd: {e}");
+                eprintln!("{}swarmd: {e}", error_prefix());
                 ExitCode::FAILURE
             }
         },
         Command::Run(path) => match run(path, port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("swarmd: {e:#}");
+                eprintln!("{}swarmd: {e:#}", error_prefix());
                 ExitCode::FAILURE
             }
         },
     }
 }
 
-/// Logs to stderr. The level comes from `[log] level`, and can change on
-/// reload, unless `RUST_LOG` is set, which then decides alone.
-fn init_logging(config: &Config) {
-    let mut builder = env_logger::Builder::new();
-    let from_env = std::env::var("RUST_LOG").ok();
-    match &from_env {
-        Some(spec) => {
-            builder.parse_filters(spec);
-        }
-        // Let everything through the logger's own filter; the global max
-        // level (which a reload can change) does the filtering.
-        None => {
-            builder.filter_level(log::LevelFilter::Trace);
-        }
-    }
-    // journald stamps every line itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.format_timestamp(None);
-    }
-    let _ = builder.try_init();
-    if from_env.is_none() {
-        log::set_max_level(config.log.level.0);
-    }
-}
-
 fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     let config = load(path.as_deref(), port)?;
-    init_logging(&config);
+    swarmd::logging::init(config.log.level.0, service::stderr_is_journal());
     // Here, not in `start`: a program embedding the tracker keeps its own
     // limits.
     service::check_nofile_limit(&config);
@@ -231,6 +222,44 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
     tracker.stop().map_err(anyhow::Error::msg)?;
     log_totals(&stats);
     log::info!("stopped");
+    Ok(())
+}
+
+/// Under journald, the syslog priority of an error (`<3>`), so that why a
+/// start or a reload failed shows at `journalctl -p err`.
+fn error_prefix() -> &'static str {
+    if service::stderr_is_journal() {
+        "<3>"
+    } else {
+        ""
+    }
+}
+
+/// `--check-config`: the file, and every file it names (the access lists,
+/// the passkeys), read as the daemon would, so that a pre-start or
+/// pre-reload check fails on what would stop the daemon or its reload (a
+/// missing or unreadable file, a bad line) and names the file and reason.
+///
+/// `skip_credentials`: the files named `credential:NAME` are not read.
+/// Why: systemd 252 (Debian 12) gives a service's credentials to its first
+/// command only (systemd issue #24291), so a check in `ExecReload=` cannot
+/// read them; and they need no check there: systemd copies them at start,
+/// and they stay what the daemon already read until a restart.
+fn check_config(path: &Path, skip_credentials: bool) -> anyhow::Result<()> {
+    let mut config = Config::load(path)?;
+    if skip_credentials {
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let access = &mut config.access;
+            if access.info_hash_file.starts_with(&dir) {
+                access.mode = swarmd::access::AccessMode::Off;
+                access.info_hash_file = PathBuf::new();
+            }
+            if access.passkeys_file.starts_with(&dir) {
+                access.passkeys_file = PathBuf::new();
+            }
+        }
+    }
+    swarmd::access::Access::load(&config.access).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

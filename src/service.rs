@@ -56,6 +56,33 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
+/// True when stderr is journald's stream: `$JOURNAL_STREAM` names its
+/// device and inode (`DEV:INODE`, systemd.exec(5)). Comparing them, not only
+/// checking that the variable is set, matters when a program run under
+/// systemd starts swarmd with stderr sent elsewhere (a file, a terminal): it
+/// inherits the variable, but its lines do not go to the journal.
+pub fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // fstat of a duplicate of fd 2: std has no fstat on a borrowed fd.
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(fd).metadata() {
+        Ok(m) => m.dev() == dev && m.ino() == ino,
+        Err(_) => false,
+    }
+}
+
 /// True when systemd started this process (it then picks the user).
 pub fn under_systemd() -> bool {
     std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some()
