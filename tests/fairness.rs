@@ -104,12 +104,13 @@ fn a_pipelining_http_client_does_not_stall_udp() {
         p99(&under)
     );
     // Twice the p99 alone, with a floor: a round trip alone can be 0.1 ms,
-    // and here the attacker's two threads, the tracker and this client
-    // share two cores (and CI's other work), so a time slice or two of
-    // scheduling (a few ms) lands in the p99 whatever the tracker does. The
-    // floor is still a fifth of the stall this pins (p99 106-428 ms, and
-    // announces unanswered).
-    let bound = (p99(&alone) * 2).max(Duration::from_millis(20));
+    // and here the attacker's two busy threads, the tracker and this client
+    // share two cores (an attacker elsewhere would not take the tracker's
+    // CPU), so time slices of scheduling land in the p99 whatever the
+    // tracker does: 0.2 ms on a quiet machine, up to 28 ms with a load
+    // average of 10. The floor is still half the smallest stall this pins
+    // (p99 106-428 ms, and announces unanswered for seconds).
+    let bound = (p99(&alone) * 2).max(Duration::from_millis(50));
     assert!(
         p99(&under) < bound,
         "UDP p99 {:?} over {bound:?}",
