@@ -202,3 +202,5 @@ pub type TorrentFilter = std::sync::Arc<dyn Fn(&InfoHash) -> bool + Send + Sync>
 mod tests;
 #[cfg(test)]
 mod tests_fair;
+#[cfg(test)]
+mod tests_subnet;
