@@ -299,3 +299,18 @@ fn ipv6_peers_prefer_their_64() {
     assert!(nets[10..].iter().all(|&n| n != 5), "{nets:?}");
     check_invariants(&s);
 }
+
+#[test]
+fn nets_of_edge_prefixes() {
+    use super::peer_set::Addr;
+    let a: [u8; 6] = [192, 168, 7, 200, 0x1a, 0xe1];
+    assert_eq!(a.net(24), 0xc0a8_0700);
+    assert_eq!(a.net(32), 0xc0a8_07c8);
+    assert_eq!(a.net(0), 0, "/0: one net");
+    assert_eq!(a.net(40), a.net(32), "past the width: the address");
+    let mut b = [0u8; 18];
+    b[..16].copy_from_slice(&[0xff; 16]);
+    assert_eq!(b.net(64), u128::MAX << 64);
+    assert_eq!(b.net(128), u128::MAX);
+    assert_eq!(b.net(0), 0);
+}
