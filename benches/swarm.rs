@@ -223,7 +223,10 @@ fn cleaning(c: &mut Criterion) {
 /// `[swarm] prefer_same_subnet` off and on, in one torrent of 100k peers
 /// in racks of 40 (a /24 each, three in four seeders): a deploy inside a
 /// data center. On, a peer gets its rack's peers first: one lookup of its
-/// subnet's group, then a run of the rest of the swarm.
+/// subnet's group, then a run of the rest of the swarm. Measured on a
+/// shared 2-core box (load 5-9, three rounds): on costs 1.1-1.9x off for a
+/// leecher (170 vs 257 ns in the quietest round), 0.8-1.65x for a seeder,
+/// 1.36x for a join and stop.
 fn same_subnet(c: &mut Criterion) {
     let rack = |i: u32| {
         let mut b = [0u8; 6];
