@@ -220,5 +220,79 @@ fn cleaning(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, announce_into, many_torrents, skewed_mix, cleaning);
+/// `[swarm] prefer_same_subnet` off and on, in one torrent of 100k peers
+/// in racks of 40 (a /24 each, three in four seeders): a deploy inside a
+/// data center. On, a peer gets its rack's peers first: one lookup of its
+/// subnet's group, then a run of the rest of the swarm. Measured on a
+/// shared 2-core box (load 5-9, three rounds): on costs 1.1-1.9x off for a
+/// leecher (170 vs 257 ns in the quietest round), 0.8-1.65x for a seeder,
+/// 1.36x for a join and stop.
+fn same_subnet(c: &mut Criterion) {
+    let rack = |i: u32| {
+        let mut b = [0u8; 6];
+        b[..4].copy_from_slice(&(0x0a00_0000 + (i / 40) * 256 + i % 40).to_be_bytes());
+        b[4..].copy_from_slice(&6881u16.to_be_bytes());
+        PeerAddr::V4(b)
+    };
+    let mut g = c.benchmark_group("100k peers in racks of 40 (30 wanted)");
+    g.throughput(Throughput::Elements(1));
+    for on in [false, true] {
+        let mut s = Swarms::new(SwarmConfig {
+            prefer_same_subnet: on,
+            ..SwarmConfig::default()
+        });
+        let mut out = Vec::with_capacity(2048);
+        for i in 0..100_000 {
+            out.clear();
+            s.announce(&announce(hash(0), rack(i), i % 4 != 0), 0, &mut out);
+        }
+        let name = |what| format!("{} {what}", if on { "on" } else { "off" });
+        // Peers of different racks in turn, so that their groups are not
+        // all in cache.
+        let mut r = 0u32;
+        g.bench_function(name("existing leecher"), |b| {
+            b.iter(|| {
+                r = (r + 7919) % 2_500;
+                out.clear();
+                black_box(s.announce(&announce(hash(0), rack(r * 40), false), 1, &mut out))
+            })
+        });
+        g.bench_function(name("existing seeder"), |b| {
+            b.iter(|| {
+                r = (r + 7919) % 2_500;
+                out.clear();
+                black_box(s.announce(&announce(hash(0), rack(r * 40 + 1), true), 1, &mut out))
+            })
+        });
+        let mut i = 0u32;
+        g.bench_function(name("join and stop"), |b| {
+            b.iter(|| {
+                i = (i + 7919) % 100_000;
+                // Host 100 of a rack: not yet in the swarm.
+                let new = match rack(i) {
+                    PeerAddr::V4(mut a) => {
+                        a[3] = 100;
+                        PeerAddr::V4(a)
+                    }
+                    v6 => v6,
+                };
+                out.clear();
+                s.announce(&announce(hash(0), new, false), 1, &mut out);
+                let mut stop = announce(hash(0), new, false);
+                stop.event = AnnounceEvent::Stopped;
+                black_box(s.announce(&stop, 1, &mut out))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    announce_into,
+    many_torrents,
+    skewed_mix,
+    cleaning,
+    same_subnet
+);
 criterion_main!(benches);

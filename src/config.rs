@@ -256,6 +256,19 @@ pub struct SwarmTable {
     /// choose), unless they sent no_peer_id=1: that gets dictionaries
     /// without ids. Clients ask for compact lists anyway.
     pub peer_ids: bool,
+    /// Fill each announce's reply first with peers in the announcer's
+    /// subnet (chosen at random among them), then from the rest of the
+    /// swarm as usual; seeders still get only leechers. For deployments
+    /// inside a network (software, container images) where each rack has
+    /// its subnet: most traffic then stays in the rack. Off by default:
+    /// on the Internet a subnet says little about who is near.
+    pub prefer_same_subnet: bool,
+    /// Prefix length of an IPv4 peer's subnet for `prefer_same_subnet`
+    /// (0 to 32; 24 is a /24).
+    pub subnet_prefix_v4: u8,
+    /// Prefix length of an IPv6 peer's subnet for `prefer_same_subnet`
+    /// (0 to 128; 64 is a /64).
+    pub subnet_prefix_v6: u8,
 }
 
 impl Default for SwarmTable {
@@ -267,6 +280,9 @@ impl Default for SwarmTable {
             max_peers_per_address: DEFAULT_MAX_PEERS_PER_ADDRESS,
             max_torrents: DEFAULT_MAX_TORRENTS,
             peer_ids: false,
+            prefer_same_subnet: false,
+            subnet_prefix_v4: 24,
+            subnet_prefix_v6: 64,
         }
     }
 }
@@ -450,6 +466,12 @@ impl Config {
         if self.privileges.user.is_empty() && !self.privileges.group.is_empty() {
             return Err("privileges.group is set without privileges.user".into());
         }
+        if self.swarm.subnet_prefix_v4 > 32 || self.swarm.subnet_prefix_v6 > 128 {
+            return Err(format!(
+                "swarm.subnet_prefix_v4 ({}) must be at most 32 and swarm.subnet_prefix_v6 ({}) at most 128",
+                self.swarm.subnet_prefix_v4, self.swarm.subnet_prefix_v6
+            ));
+        }
         if self.udp.max_scrape_torrents.get() > 255 {
             return Err("udp.max_scrape_torrents is above 255".into());
         }
@@ -532,6 +554,9 @@ impl Config {
             max_peers_per_torrent: self.swarm.max_peers_per_torrent,
             max_peers_per_address: self.swarm.max_peers_per_address,
             max_torrents: self.swarm.max_torrents,
+            prefer_same_subnet: self.swarm.prefer_same_subnet,
+            subnet_prefix_v4: self.swarm.subnet_prefix_v4,
+            subnet_prefix_v6: self.swarm.subnet_prefix_v6,
         }
     }
 }

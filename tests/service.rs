@@ -372,6 +372,9 @@ fn reload_names_every_key_that_needs_a_restart() {
                 max_peers_per_address: _,
                 max_torrents: _,
                 peer_ids: _,
+                prefer_same_subnet: _,
+                subnet_prefix_v4: _,
+                subnet_prefix_v6: _,
             },
         access:
             swarmd::access::AccessConfig {
@@ -433,7 +436,7 @@ fn reload_names_every_key_that_needs_a_restart() {
 
     // Applied by `reload` itself, or (`[access]` files and mode, `[log]`)
     // by the SIGHUP handler before it.
-    let applied: [Edit; 21] = [
+    let applied: [Edit; 24] = [
         |c| c.udp.max_scrape_torrents = Positive(7),
         |c| c.http.max_connections = Positive(7),
         |c| c.http.max_connections_per_ip = Positive(7),
@@ -454,6 +457,9 @@ fn reload_names_every_key_that_needs_a_restart() {
         |c| c.swarm.max_peers_per_torrent = 7,
         |c| c.swarm.max_peers_per_address = 7,
         |c| c.swarm.max_torrents = 7,
+        |c| c.swarm.prefer_same_subnet = true,
+        |c| c.swarm.subnet_prefix_v4 = 16,
+        |c| c.swarm.subnet_prefix_v6 = 48,
         |c| c.access.mode = swarmd::access::AccessMode::Deny,
         |c| c.access.info_hash_file = "list.txt".into(),
         |c| c.access.passkeys_file = "keys.txt".into(),

@@ -66,6 +66,21 @@ fn addr_bytes(a: &PeerAddr) -> &[u8] {
     }
 }
 
+fn parse(p: &[u8]) -> PeerAddr {
+    match p.len() {
+        6 => PeerAddr::V4(p.try_into().unwrap()),
+        _ => PeerAddr::V6(p.try_into().unwrap()),
+    }
+}
+
+/// Whether two addresses share a subnet of the fuzzed config (/30, /126:
+/// the hosts `addr` makes differ in their last address byte only).
+fn near(a: &PeerAddr, b: &PeerAddr) -> bool {
+    let (a, b) = (addr_bytes(a), addr_bytes(b));
+    let last = a.len() - 3;
+    a.len() == b.len() && a[..last] == b[..last] && a[last] & 0xfc == b[last] & 0xfc
+}
+
 fn is_v6(a: &PeerAddr) -> bool {
     matches!(a, PeerAddr::V6(_))
 }
@@ -128,6 +143,9 @@ fn announce(
     let (eligible, eligible_maybe) = m.count(hash, |pa, p| {
         is_v6(pa) == v6 && *pa != a && !(seeder && p.seeder)
     });
+    let (eligible_near, _) = m.count(hash, |pa, p| {
+        is_v6(pa) == v6 && *pa != a && !(seeder && p.seeder) && near(pa, &a)
+    });
     // A newcomer (as far as the swarm may know) to a full swarm may take
     // the place of one of them.
     let may_evict = m.config.max_peers_per_torrent != 0 && me.is_none_or(|p| p.maybe);
@@ -157,14 +175,24 @@ fn announce(
             "{n} peers; want {want}, eligible {eligible} (+{eligible_maybe} maybe)"
         );
     }
+    if m.config.prefer_same_subnet && event != AnnounceEvent::Stopped {
+        // The announcer's subnet first, and all of it that may be sent
+        // before any other peer.
+        let near: Vec<bool> = out.chunks(len).map(|p| near(&parse(p), &a)).collect();
+        assert!(near.windows(2).all(|w| w[0] || !w[1]), "subnet after others: {near:?}");
+        let sent_near = near.iter().filter(|&&n| n).count();
+        if sent_near < near.len() {
+            assert!(
+                sent_near + (may_evict as usize) >= eligible_near,
+                "{sent_near} of the subnet sent, {eligible_near} eligible"
+            );
+        }
+    }
     let mut seen = HashSet::new();
     for p in out.chunks(len) {
         assert!(seen.insert(p), "a peer twice in one reply");
         assert_ne!(p, addr_bytes(&a), "the announcer in its own reply");
-        let pa = match p.len() {
-            6 => PeerAddr::V4(p.try_into().unwrap()),
-            _ => PeerAddr::V6(p.try_into().unwrap()),
-        };
+        let pa = parse(p);
         let mp = m
             .peers
             .get(&(hash, pa))
@@ -264,6 +292,10 @@ fuzz_target!(|data: &[u8]| {
         },
         max_torrents: settings[4] as usize % 5,
         max_peers_per_address: 0,
+        // Subnets of four addresses of the 16 hosts.
+        prefer_same_subnet: settings[4] & 0x80 != 0,
+        subnet_prefix_v4: 30,
+        subnet_prefix_v6: 126,
     };
     let mut s = Swarms::new(config.clone());
     let mut m = Model {

@@ -117,6 +117,12 @@ fn cross_key_checks() {
             .default_numwant,
         68
     );
+    for bad in ["subnet_prefix_v4 = 33", "subnet_prefix_v6 = 129"] {
+        let e = err(&format!("[swarm]\n{bad}\n"));
+        assert!(e.contains("at most 32") && e.contains("at most 128"), "{e}");
+    }
+    let edge = "[swarm]\nprefer_same_subnet = true\nsubnet_prefix_v4 = 32\nsubnet_prefix_v6 = 0\n";
+    assert!(Config::parse(edge, "t").unwrap().swarm.prefer_same_subnet);
 }
 
 /// Found by the `config` fuzz target: a form feed in a comment made toml

@@ -17,6 +17,8 @@ use std::hash::Hash;
 
 use hashbrown::HashTable;
 
+use super::peer_set::Addr;
+use super::subnets::Subnets;
 use super::PeerIndex;
 
 /// Peers sampled in a large full swarm when looking for one to evict: the
@@ -25,22 +27,24 @@ use super::PeerIndex;
 /// once in 65 536), at 16 lookups rather than a walk over every host.
 pub(super) const SAMPLE: usize = 16;
 
-/// A large swarm's peer index and its counts of peers per host.
+/// A large swarm's peer index, its counts of peers per host and, while
+/// `prefer_same_subnet` is on, its peers grouped by subnet.
 #[derive(Debug)]
-pub(super) struct Large<H> {
+pub(super) struct Large<A: Addr> {
     /// First, so that prefetching the box brings in the index's header.
     pub(super) index: PeerIndex,
-    pub(super) hosts: HostCounts<H>,
+    pub(super) hosts: HostCounts<A::Host>,
+    pub(super) subnets: Option<Subnets<A>>,
 }
 
-impl<H> std::ops::Deref for Large<H> {
+impl<A: Addr> std::ops::Deref for Large<A> {
     type Target = PeerIndex;
     fn deref(&self) -> &PeerIndex {
         &self.index
     }
 }
 
-impl<H> std::ops::DerefMut for Large<H> {
+impl<A: Addr> std::ops::DerefMut for Large<A> {
     fn deref_mut(&mut self) -> &mut PeerIndex {
         &mut self.index
     }

@@ -21,7 +21,9 @@
 //! peers of one family and the choice of peers to send; `hosts.rs` the
 //! peers per address that keep one address from taking a swarm;
 //! `completions.rs` the filter that counts one completion per address;
-//! `clean.rs` the cleaning passes, the largest torrents and the totals.
+//! `subnets.rs` the peers grouped by subnet, for replies that prefer the
+//! announcer's subnet; `clean.rs` the cleaning passes, the largest torrents
+//! and the totals.
 
 mod clean;
 mod completions;
@@ -29,6 +31,7 @@ mod dense;
 mod hosts;
 mod peer_index;
 mod peer_set;
+mod subnets;
 mod swarms;
 
 pub use dense::DenseIndex;
@@ -98,6 +101,12 @@ pub struct SwarmConfig {
     /// 0 for no limit. When full, announces for new torrents are answered
     /// with empty peer lists and not stored.
     pub max_torrents: usize,
+    /// Fill replies first with peers in the announcer's subnet.
+    pub prefer_same_subnet: bool,
+    /// The subnet of an IPv4 peer, in prefix bits (0 to 32).
+    pub subnet_prefix_v4: u8,
+    /// The subnet of an IPv6 peer, in prefix bits (0 to 128).
+    pub subnet_prefix_v6: u8,
 }
 
 impl Default for SwarmConfig {
@@ -193,3 +202,5 @@ pub type TorrentFilter = std::sync::Arc<dyn Fn(&InfoHash) -> bool + Send + Sync>
 mod tests;
 #[cfg(test)]
 mod tests_fair;
+#[cfg(test)]
+mod tests_subnet;

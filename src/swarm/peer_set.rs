@@ -6,15 +6,19 @@
 use smallvec::SmallVec;
 
 use super::hosts::{crowded, HostCounts, Large, SAMPLE};
+use super::subnets::Subnets;
 use super::{PeerData, PeerIndex, INDEX_FROM};
 use crate::protocol::AnnounceEvent;
 
 /// A compact peer address: IPv4 (6 bytes) or IPv6 (18 bytes), port last.
-pub(super) trait Addr: Copy + Eq + std::hash::Hash + AsRef<[u8]> {
+pub(super) trait Addr: Copy + Eq + std::hash::Hash + AsRef<[u8]> + std::fmt::Debug {
     /// What the peers of one host (or one network) share, for the
     /// per-address share of a swarm.
     type Host: Copy + Eq + std::hash::Hash + std::fmt::Debug;
     fn host(&self) -> Self::Host;
+    /// The address's network of `prefix` bits, for `prefer_same_subnet`.
+    type Net: Copy + Eq + std::hash::Hash + std::fmt::Debug;
+    fn net(&self, prefix: u8) -> Self::Net;
 }
 
 impl Addr for [u8; 6] {
@@ -23,6 +27,13 @@ impl Addr for [u8; 6] {
     #[inline]
     fn host(&self) -> [u8; 4] {
         [self[0], self[1], self[2], self[3]]
+    }
+    type Net = u32;
+    #[inline]
+    fn net(&self, prefix: u8) -> u32 {
+        // A shift by the whole width is `None`: /0, every address one net.
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32)));
+        u32::from_be_bytes(self.host()) & mask.unwrap_or(0)
     }
 }
 
@@ -35,6 +46,14 @@ impl Addr for [u8; 18] {
         let mut h = [0; 8];
         h.copy_from_slice(&self[..8]);
         h
+    }
+    type Net = u128;
+    #[inline]
+    fn net(&self, prefix: u8) -> u128 {
+        let mut ip = [0; 16];
+        ip.copy_from_slice(&self[..16]);
+        let mask = u128::MAX.checked_shl(128 - u32::from(prefix.min(128)));
+        u128::from_be_bytes(ip) & mask.unwrap_or(0)
     }
 }
 
@@ -75,7 +94,7 @@ pub(super) struct PeerSet<A: Addr, X> {
     /// its info hash) than a field of the torrent would.
     pub(super) completed: u32,
     /// Past [`INDEX_FROM`] peers: the hash index and the peers per host.
-    pub(super) index: Option<Box<Large<A::Host>>>,
+    pub(super) index: Option<Box<Large<A>>>,
 }
 
 impl<A: Addr, X> Default for PeerSet<A, X> {
@@ -138,7 +157,11 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             let mut index = PeerIndex::with_capacity(self.peers.len() * 2);
             index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
             let hosts = HostCounts::new(self.peers.iter().map(|p| p.addr.host()), hasher);
-            self.index = Some(Box::new(Large { index, hosts }));
+            self.index = Some(Box::new(Large {
+                index,
+                hosts,
+                subnets: None,
+            }));
         }
     }
 
@@ -158,6 +181,9 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             }
             self.push_indexed(peer, first_seeder, hasher);
             self.leechers += 1;
+        }
+        if let Some(subnets) = self.subnets_mut() {
+            subnets.add(peer.addr, seeder, hasher);
         }
     }
 
@@ -181,6 +207,10 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
     /// One swap: a peer that completes, or a client that reports its state
     /// differently from one announce to the next, moves nothing else.
     pub(super) fn flip(&mut self, pos: usize, hasher: &ahash::RandomState) -> usize {
+        let addr = self.peers[pos].addr;
+        if let Some(subnets) = self.subnets_mut() {
+            subnets.flip(&addr, hasher);
+        }
         let leechers = self.leechers as usize;
         if pos < leechers {
             // The last leecher takes its place; it becomes the first seeder.
@@ -202,6 +232,9 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
                 hasher.hash_one(peers[p].addr)
             });
             index.hosts.remove(&peers[pos].addr.host(), hasher);
+            if let Some(subnets) = &mut index.subnets {
+                subnets.remove(&peers[pos].addr, hasher);
+            }
         }
         let last = self.peers.len() - 1;
         if pos < self.leechers as usize {
@@ -248,36 +281,12 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
             self.peers.len()
         };
         let skip = skip.filter(|&s| s < range);
-        let available = range - skip.is_some() as usize;
-        let take = n.min(available);
-        if take == 0 {
-            return 0;
-        }
-        let start = rng.usize(..range);
-        let mut taken = 0;
-        let (tail, head) = self.peers[..range].split_at(start);
-        for (i, peer) in head
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (i + start, p))
-            .chain(tail.iter().enumerate())
-        {
-            if Some(i) == skip {
-                continue;
-            }
-            out.extend_from_slice(peer.addr.as_ref());
-            if std::mem::size_of::<X>() != 0 {
-                ids.extend_from_slice(peer.id.as_ref());
-            }
-            taken += 1;
-            if taken == take {
-                break;
-            }
-        }
-        taken as u32
+        let take = n.min(range - skip.is_some() as usize);
+        self.walk(range, take, |i, _| Some(i) != skip, rng, out, ids) as u32
     }
 
-    /// Handles one announce from `addr`, within `limits`.
+    /// Handles one announce from `addr`, within `limits`; with `near`, the
+    /// reply prefers peers in `addr`'s subnet of that many bits.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn announce(
         &mut self,
@@ -288,6 +297,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
         expiry: u32,
         n: usize,
         limits: Limits,
+        near: Option<u8>,
         hasher: &ahash::RandomState,
         rng: &mut fastrand::Rng,
         out: &mut Vec<u8>,
@@ -330,7 +340,11 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
                 }
             }
         };
-        let peers = self.select(seeder, pos, n, rng, out, ids);
+        self.sync_subnets(near, hasher);
+        let peers = match near {
+            Some(prefix) => self.select_near(&addr, prefix, seeder, pos, n, hasher, rng, out, ids),
+            None => self.select(seeder, pos, n, rng, out, ids),
+        };
         (peers, completed, not_stored)
     }
 
@@ -410,6 +424,11 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
                 index.rebuild(self.peers.iter().map(|p| hasher.hash_one(p.addr)));
                 let hosts = self.peers.iter().map(|p| p.addr.host());
                 index.hosts.rebuild(hosts, hasher);
+                if let Some(subnets) = &index.subnets {
+                    let peers = self.peers.iter().enumerate();
+                    let peers = peers.map(|(i, p)| (p.addr, i >= kept_leechers as usize));
+                    index.subnets = Some(Subnets::new(subnets.prefix(), peers, hasher));
+                }
             }
             self.after_shrink(hasher);
         }

@@ -268,6 +268,11 @@ impl<X: PeerData> Swarms<X> {
         };
         let room_v4 = limits(room(torrent.v6.as_ref().map_or(0, |s| s.len())));
         let room_v6 = limits(room(torrent.v4.len()));
+        let near = |prefix| self.config.prefer_same_subnet.then_some(prefix);
+        let (near_v4, near_v6) = (
+            near(self.config.subnet_prefix_v4),
+            near(self.config.subnet_prefix_v6),
+        );
         let before = torrent.shape();
         let (peers, completed, not_stored) = match req.addr {
             PeerAddr::V4(a) => torrent.v4.announce(
@@ -278,6 +283,7 @@ impl<X: PeerData> Swarms<X> {
                 expiry,
                 n,
                 room_v4,
+                near_v4,
                 &self.hasher,
                 &mut self.rng,
                 out,
@@ -295,6 +301,7 @@ impl<X: PeerData> Swarms<X> {
                         expiry,
                         n,
                         room_v6,
+                        near_v6,
                         &self.hasher,
                         &mut self.rng,
                         out,

@@ -79,6 +79,15 @@ fn check_set<A: Addr + std::fmt::Debug, X: PeerData>(
             let n = set.peers.iter().filter(|q| q.addr.host() == host).count();
             assert_eq!(index.hosts.get(&host, hasher), n, "peers of {host:?}");
         }
+        if let Some(subnets) = &index.subnets {
+            let mut grouped = subnets.members();
+            let leechers = set.leechers as usize;
+            let peers = set.peers.iter().enumerate();
+            let mut want: Vec<_> = peers.map(|(i, p)| (p.addr, i >= leechers)).collect();
+            grouped.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            want.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+            assert_eq!(grouped, want, "peers by subnet");
+        }
     }
 }
 
@@ -320,6 +329,8 @@ enum Op {
     Clean {
         advance: u8,
     },
+    /// `prefer_same_subnet` on or off, as a reload does.
+    Near(bool),
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -328,15 +339,18 @@ fn arb_op() -> impl Strategy<Value = Op> {
             |(peer, event, seeder, v6)| Op::Announce { peer: peer % 60, event, seeder, v6 }
         ),
         1 => any::<u8>().prop_map(|advance| Op::Clean { advance }),
+        1 => any::<bool>().prop_map(Op::Near),
     ]
 }
 
 proptest! {
     /// A model of one torrent (a map from address to (seeder, expiry))
-    /// against the real thing, through small and indexed sizes.
+    /// against the real thing, through small and indexed sizes, with
+    /// `prefer_same_subnet` turned on and off (subnets of 4 addresses).
     #[test]
     fn behaves_like_a_map(ops in proptest::collection::vec(arb_op(), 1..400)) {
-        let mut s = Swarms::new(SwarmConfig { peer_timeout: 60, max_numwant: 1000, default_numwant: 1000, ..SwarmConfig::default() });
+        let mut config = SwarmConfig { peer_timeout: 60, max_numwant: 1000, default_numwant: 1000, subnet_prefix_v4: 30, subnet_prefix_v6: 126, ..SwarmConfig::default() };
+        let mut s = Swarms::new(config.clone());
         let mut model: HashMap<PeerAddr, (bool, u32)> = HashMap::new();
         let mut now = NOW;
         let mut out = Vec::new();
@@ -362,7 +376,23 @@ proptest! {
                         }).count();
                         prop_assert_eq!(out.len(), expect * len);
                         prop_assert!(!out.chunks(len).any(|c| c == &bytes(addr)[..]));
+                        if config.prefer_same_subnet {
+                            // Everything was asked for: the subnet's peers
+                            // first, then the others.
+                            let net = |p: &[u8]| {
+                                let mut ip = p[..len - 2].to_vec();
+                                ip[len - 3] &= 0xfc;
+                                ip
+                            };
+                            let mine = net(&bytes(addr));
+                            let near: Vec<bool> = out.chunks(len).map(|p| net(p) == mine).collect();
+                            prop_assert!(near.windows(2).all(|w| w[0] || !w[1]), "{:?}", near);
+                        }
                     }
+                }
+                Op::Near(on) => {
+                    config.prefer_same_subnet = on;
+                    s.set_config(config.clone());
                 }
                 Op::Clean { advance } => {
                     now += advance as u32;
