@@ -2,7 +2,8 @@
 //! costs a hash lookup, not a signature check.
 //!
 //! Keyed by the token's bytes (all of them: a token is only ever found
-//! again by exactly the bytes that were verified), each entry kept until
+//! again by exactly the bytes that were verified; only the hash is taken
+//! from its tail, see [`key_hash`]), each entry kept until
 //! the token's `exp` (plus the leeway). Bounded in entries; when a shard is
 //! full its expired entries go first, then a quarter of the others.
 //!
@@ -60,11 +61,24 @@ impl TokenCache {
         }
     }
 
+    /// The hash a token is filed under: of its length and its last 32
+    /// bytes, which are signature, random-looking and different for every
+    /// token signed. Why not all of it: hashing a 600-byte RS256 token was
+    /// most of a cached check (measured: 400 ns a check, 36 ns with tokens
+    /// off). Equality still compares every byte, and only verified tokens
+    /// are ever inserted, so made-up tokens that share a tail cost a
+    /// compare, not a flood of one bucket.
+    #[inline]
+    fn key_hash(&self, token: &[u8]) -> u64 {
+        let tail = &token[token.len().saturating_sub(32)..];
+        self.hasher.hash_one((token.len(), tail))
+    }
+
     /// The grant of `token` if it is cached. An expired one is left for
     /// the caller to refuse (and for eviction to drop).
     #[inline]
     pub(crate) fn get<R>(&self, token: &[u8], f: impl FnOnce(&Grant) -> R) -> Option<R> {
-        let hash = self.hasher.hash_one(token);
+        let hash = self.key_hash(token);
         let shard = self.shards[hash as usize % SHARDS].lock();
         shard
             .find(hash, |e| e.hash == hash && *e.token == *token)
@@ -73,7 +87,7 @@ impl TokenCache {
 
     /// Remembers a verified token.
     pub(crate) fn insert(&self, token: &[u8], grant: Grant, now: u64) {
-        let hash = self.hasher.hash_one(token);
+        let hash = self.key_hash(token);
         let mut shard = self.shards[hash as usize % SHARDS].lock();
         if let Some(e) = shard.find_mut(hash, |e| e.hash == hash && *e.token == *token) {
             e.grant = grant;
