@@ -78,6 +78,18 @@ counter_struct!(
         /// Announces and scrapes with a missing or unknown passkey (when
         /// passkeys are on): answered with an error.
         errors_passkey,
+        /// Announces without a token when tokens are on.
+        errors_token_required,
+        /// Announces with a token past its `exp` or before its `nbf`.
+        errors_token_expired,
+        /// Announces with a good token that names other torrents.
+        errors_token_torrent,
+        /// Announces with a token whose signature, key (`kid`) or
+        /// algorithm does not check out.
+        errors_token_signature,
+        /// Announces with a token for another issuer or audience, or whose
+        /// claims are not a swarmd token's.
+        errors_token_invalid,
         /// Batches to a swarm worker that found its channel full: requests
         /// dropped.
         dropped_channel_full,

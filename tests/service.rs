@@ -382,6 +382,7 @@ fn reload_names_every_key_that_needs_a_restart() {
                 info_hash_file: _,
                 passkeys_file: _,
                 reload_interval: _,
+                token: _,
             },
         stats:
             swarmd::config::StatsConfig {
@@ -436,7 +437,7 @@ fn reload_names_every_key_that_needs_a_restart() {
 
     // Applied by `reload` itself, or (`[access]` files and mode, `[log]`)
     // by the SIGHUP handler before it.
-    let applied: [Edit; 24] = [
+    let applied: [Edit; 25] = [
         |c| c.udp.max_scrape_torrents = Positive(7),
         |c| c.http.max_connections = Positive(7),
         |c| c.http.max_connections_per_ip = Positive(7),
@@ -463,6 +464,7 @@ fn reload_names_every_key_that_needs_a_restart() {
         |c| c.access.mode = swarmd::access::AccessMode::Deny,
         |c| c.access.info_hash_file = "list.txt".into(),
         |c| c.access.passkeys_file = "keys.txt".into(),
+        |c| c.access.token.leeway = 7,
         |c| c.log.level = LogLevel(log::LevelFilter::Debug),
     ];
     for (i, edit) in applied.into_iter().enumerate() {

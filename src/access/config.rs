@@ -50,6 +50,114 @@ pub struct AccessConfig {
     /// Seconds between checks of both files for changes (reloaded when
     /// changed). 0: reload only on SIGHUP. A bad file keeps the old lists.
     pub reload_interval: u32,
+    /// `[access.token]`: signed announce tokens (JWT). Off by default.
+    pub token: TokenConfig,
+}
+
+/// The signature algorithm announce tokens must use; any other, `none`
+/// included, is refused whatever the token's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum TokenAlgorithm {
+    /// No tokens.
+    #[default]
+    #[serde(rename = "off")]
+    Off,
+    /// HMAC-SHA256 with the shared secret in `secret_file`.
+    HS256,
+    /// RSA (PKCS#1 v1.5, SHA-256) with the public keys in `jwks_file`.
+    RS256,
+    /// ECDSA P-256 with the public keys in `jwks_file`.
+    ES256,
+}
+
+/// `[access.token]`: signed announce tokens (JWT), as a container registry
+/// issues them. When on, every announce must carry a token that is signed
+/// with a configured key, in force (`exp`, and `nbf` when present), from
+/// `issuer` for `audience`, and whose `infohash` claim (40 hex characters,
+/// or a list of them) names the announced torrent. The token goes in the
+/// query (`/announce?jwt=TOKEN`), or in the path where a passkey would go
+/// (`/announce/TOKEN`) when passkeys are off; over UDP in the BEP 41 URL
+/// data, the same way. Scrapes need no token.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// `"off"`, `"HS256"` (shared secret), `"RS256"` or `"ES256"` (public
+    /// keys). Only this algorithm is accepted.
+    pub algorithm: TokenAlgorithm,
+    /// HS256: the file holding the shared secret, at least 32 bytes;
+    /// trailing whitespace (a final newline) is not part of it. Keep it
+    /// readable by swarmd only.
+    pub secret_file: PathBuf,
+    /// RS256 and ES256: a JWK Set file (`{"keys": [...]}`, as a registry
+    /// publishes it) with the public keys. A token's `kid` picks the key; a
+    /// token without one is accepted only when the set has a single key.
+    /// Keys of another type, or marked for another `alg` or `use`, are
+    /// skipped.
+    pub jwks_file: PathBuf,
+    /// The `iss` a token must carry. Empty: not checked.
+    pub issuer: String,
+    /// The `aud` a token must carry (one of, if it lists several). Empty:
+    /// not checked.
+    pub audience: String,
+    /// Seconds of clock difference allowed on `exp` and `nbf`.
+    pub leeway: u32,
+    /// Verified tokens remembered, so that a re-announce costs a lookup,
+    /// not a signature check; each until its `exp`. When full, expired
+    /// ones go first, then others. Each entry holds the token (about 1 kB
+    /// for RS256).
+    pub cache_entries: u32,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            algorithm: TokenAlgorithm::Off,
+            secret_file: PathBuf::new(),
+            jwks_file: PathBuf::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: 30,
+            cache_entries: 65536,
+        }
+    }
+}
+
+impl TokenConfig {
+    pub(crate) fn enabled(&self) -> bool {
+        self.algorithm != TokenAlgorithm::Off
+    }
+
+    /// The key file the algorithm reads, None when tokens are off.
+    pub(crate) fn key_file(&self) -> Option<&Path> {
+        match self.algorithm {
+            TokenAlgorithm::Off => None,
+            TokenAlgorithm::HS256 => Some(&self.secret_file),
+            TokenAlgorithm::RS256 | TokenAlgorithm::ES256 => Some(&self.jwks_file),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let (key, name) = match self.algorithm {
+            TokenAlgorithm::Off => return Ok(()),
+            TokenAlgorithm::HS256 => (&self.secret_file, "secret_file"),
+            TokenAlgorithm::RS256 | TokenAlgorithm::ES256 => (&self.jwks_file, "jwks_file"),
+        };
+        if key.as_os_str().is_empty() {
+            return Err(format!(
+                "access.token.algorithm is {:?} but access.token.{name} is empty",
+                self.algorithm
+            ));
+        }
+        // A day: more is a clock to fix, not a leeway (and the check
+        // subtracts it from the time).
+        if self.leeway > 86_400 {
+            return Err("access.token.leeway is more than a day (86400 seconds)".into());
+        }
+        if self.cache_entries == 0 {
+            return Err("access.token.cache_entries must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl AccessConfig {
@@ -61,7 +169,7 @@ impl AccessConfig {
                 format!("{:?}", self.mode).to_lowercase()
             ));
         }
-        Ok(())
+        self.token.check()
     }
 
     /// Replaces each `credential:NAME` path with `NAME` in `credentials`
@@ -110,6 +218,7 @@ impl AccessConfig {
         if self.passkeys_enabled() {
             files.push(self.passkeys_file.as_path());
         }
+        files.extend(self.token.key_file());
         files
     }
 }
@@ -160,5 +269,26 @@ mod tests {
             };
             assert!(c.resolve_credentials(Some("/d".as_ref())).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_tables_parse_and_need_their_key_file() {
+        let c: AccessConfig = toml::from_str(
+            "[token]\nalgorithm = \"RS256\"\njwks_file = \"keys.json\"\nissuer = \"reg\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.token.algorithm, TokenAlgorithm::RS256);
+        assert!(c.check().is_ok());
+        assert_eq!(c.files(), [Path::new("keys.json")]);
+        let inline: AccessConfig = toml::from_str(
+            "token = { algorithm = \"RS256\", jwks_file = \"keys.json\", issuer = \"reg\" }",
+        )
+        .unwrap();
+        assert_eq!(inline, c);
+        let c: AccessConfig = toml::from_str("[token]\nalgorithm = \"HS256\"\n").unwrap();
+        let e = c.check().unwrap_err();
+        assert!(e.contains("secret_file"), "{e}");
+        assert!(toml::from_str::<AccessConfig>("[token]\nalgorithm = \"none\"\n").is_err());
+        assert!(!AccessConfig::default().token.enabled());
     }
 }

@@ -1,6 +1,6 @@
 //! One immutable version of the access lists (allowed or denied info
-//! hashes, listed passkeys), the checks made against it on the hot path, and
-//! why a request was refused.
+//! hashes, listed passkeys, the keys announce tokens are checked with), the
+//! checks made against it on the hot path, and why a request was refused.
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use super::config::{AccessConfig, AccessMode};
 use super::file::{parse_info_hashes, parse_passkeys, read};
 use super::ledger::{PasskeyCounters, PasskeyTally};
-use super::route::url_passkey;
+use super::route::{parse_target, query_token};
+use super::token::{unix_now, Tokens};
 use crate::protocol::InfoHash;
 use crate::stats::FamilyCounters;
 use crate::swarm::TorrentFilter;
@@ -19,6 +20,18 @@ pub(crate) enum Refusal {
     NotAllowed,
     PasskeyMissing,
     PasskeyUnknown,
+    TokenRequired,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenWrongTorrent,
+    /// Wrong `iss` or `aud`.
+    TokenWrongTracker,
+    /// Bad signature, an unknown `kid`, an algorithm other than the
+    /// configured one (`none` included), a header that does not parse.
+    TokenBadSignature,
+    /// Signed, but not a token for swarmd (no `exp`, a bad `infohash`), or
+    /// too long to read.
+    TokenInvalid,
 }
 
 impl Refusal {
@@ -28,6 +41,13 @@ impl Refusal {
             Refusal::NotAllowed => "torrent not allowed",
             Refusal::PasskeyMissing => "passkey required",
             Refusal::PasskeyUnknown => "unknown passkey",
+            Refusal::TokenRequired => "token required",
+            Refusal::TokenExpired => "token expired",
+            Refusal::TokenNotYetValid => "token not yet valid",
+            Refusal::TokenWrongTorrent => "token not for this torrent",
+            Refusal::TokenWrongTracker => "token not for this tracker",
+            Refusal::TokenBadSignature => "bad token signature",
+            Refusal::TokenInvalid => "bad token",
         }
     }
 
@@ -36,6 +56,11 @@ impl Refusal {
         match self {
             Refusal::NotAllowed => c.errors_not_allowed.inc(),
             Refusal::PasskeyMissing | Refusal::PasskeyUnknown => c.errors_passkey.inc(),
+            Refusal::TokenRequired => c.errors_token_required.inc(),
+            Refusal::TokenExpired | Refusal::TokenNotYetValid => c.errors_token_expired.inc(),
+            Refusal::TokenWrongTorrent => c.errors_token_torrent.inc(),
+            Refusal::TokenBadSignature => c.errors_token_signature.inc(),
+            Refusal::TokenWrongTracker | Refusal::TokenInvalid => c.errors_token_invalid.inc(),
         }
     }
 }
@@ -71,6 +96,8 @@ pub(crate) struct AccessList {
     mode: AccessMode,
     hashes: hashbrown::HashSet<InfoHash, ahash::RandomState>,
     passkeys: Option<hashbrown::HashMap<Box<str>, Passkey, ahash::RandomState>>,
+    /// None: announces need no token.
+    tokens: Option<Tokens>,
 }
 
 impl AccessList {
@@ -80,6 +107,7 @@ impl AccessList {
             mode: AccessMode::Off,
             hashes: Default::default(),
             passkeys: None,
+            tokens: None,
         }
     }
 
@@ -122,6 +150,9 @@ impl AccessList {
             }
             list.passkeys = Some(map);
         }
+        if config.token.enabled() {
+            list.tokens = Some(Tokens::build(&config.token)?);
+        }
         Ok(list)
     }
 
@@ -132,9 +163,13 @@ impl AccessList {
             AccessMode::Allow => format!("{} allowed info hashes", self.hashes.len()),
             AccessMode::Deny => format!("{} denied info hashes", self.hashes.len()),
         };
-        match &self.passkeys {
-            Some(keys) => format!("{hashes}, {} passkeys", keys.len()),
-            None => format!("{hashes}, no passkeys"),
+        let keys = match &self.passkeys {
+            Some(keys) => format!("{} passkeys", keys.len()),
+            None => "no passkeys".into(),
+        };
+        match &self.tokens {
+            Some(tokens) => format!("{hashes}, {keys}, {}", tokens.summary()),
+            None => format!("{hashes}, {keys}, no tokens"),
         }
     }
 
@@ -148,41 +183,57 @@ impl AccessList {
         }
     }
 
-    /// Checks an announce. The passkey is checked first, so that someone
-    /// without a key can't learn which torrents are listed. Ok carries the
+    /// Checks an announce: `path_key` is the segment beside the route in
+    /// the path (`/announce/X`, `/X/announce`), `jwt` the query's `jwt=`.
+    /// The passkey is checked first, then the token, so that someone
+    /// without them can't learn which torrents are listed. Ok carries the
     /// key's tally when passkeys are on.
     #[inline]
     pub(crate) fn check(
         &self,
         info_hash: &InfoHash,
-        passkey: Option<&str>,
+        path_key: Option<&str>,
+        jwt: Option<&str>,
     ) -> Result<Option<Arc<PasskeyTally>>, Refusal> {
         let tally = match &self.passkeys {
             None => None,
             Some(keys) => {
-                let key = passkey.ok_or(Refusal::PasskeyMissing)?;
+                let key = path_key.ok_or(Refusal::PasskeyMissing)?;
                 Some(keys.get(key).ok_or(Refusal::PasskeyUnknown)?.tally.clone())
             }
         };
+        if let Some(tokens) = &self.tokens {
+            // The path's segment is the token only where no passkey takes
+            // its place: with both on, the token goes in the query.
+            let token = match self.passkeys {
+                None => jwt.or(path_key),
+                Some(_) => jwt,
+            };
+            tokens.check(token, info_hash, unix_now())?;
+        }
         if !self.allows(info_hash) {
             return Err(Refusal::NotAllowed);
         }
         Ok(tally)
     }
 
-    /// Checks a UDP announce, whose passkey is in its BEP 41 URL data.
+    /// Checks a UDP announce, whose passkey and token are in its BEP 41
+    /// URL data, written as in an HTTP URL.
     #[inline]
     pub(crate) fn check_udp(
         &self,
         info_hash: &InfoHash,
         url_data: &[u8],
     ) -> Result<Option<Arc<PasskeyTally>>, Refusal> {
-        // Parsed only when it matters: a public tracker never looks.
-        let passkey = match self.passkeys {
-            Some(_) => url_passkey(url_data),
-            None => None,
-        };
-        self.check(info_hash, passkey)
+        // Parsed only when it matters: a public tracker never looks. URL
+        // data that is not UTF-8 holds no key or token that could match.
+        if self.passkeys.is_none() && self.tokens.is_none() {
+            return self.check(info_hash, None, None);
+        }
+        let target = std::str::from_utf8(url_data).map(parse_target).ok();
+        let path_key = target.and_then(|t| t.passkey);
+        let jwt = target.and_then(|t| query_token(t.query));
+        self.check(info_hash, path_key, jwt)
     }
 
     /// Checks the passkey of a scrape (UDP scrapes have none).
@@ -243,6 +294,7 @@ mod tests {
             mode,
             hashes: hashes.iter().copied().collect(),
             passkeys: (!keys.is_empty()).then(|| keys.iter().map(passkey).collect()),
+            tokens: None,
         }
     }
 
@@ -250,26 +302,29 @@ mod tests {
     fn checks_by_mode_and_passkey() {
         let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
         let allow = list(AccessMode::Allow, &[a], &[]);
-        assert!(allow.check(&a, None).unwrap().is_none());
-        assert_eq!(allow.check(&b, None).unwrap_err(), Refusal::NotAllowed);
+        assert!(allow.check(&a, None, None).unwrap().is_none());
+        assert_eq!(
+            allow.check(&b, None, None).unwrap_err(),
+            Refusal::NotAllowed
+        );
         let deny = list(AccessMode::Deny, &[a], &[]);
-        assert_eq!(deny.check(&a, None).unwrap_err(), Refusal::NotAllowed);
-        assert!(deny.check(&b, Some("ignored")).is_ok());
+        assert_eq!(deny.check(&a, None, None).unwrap_err(), Refusal::NotAllowed);
+        assert!(deny.check(&b, Some("ignored"), None).is_ok());
         let private = list(AccessMode::Allow, &[a], &[("k1", None)]);
         assert_eq!(
-            private.check(&a, None).unwrap_err(),
+            private.check(&a, None, None).unwrap_err(),
             Refusal::PasskeyMissing
         );
         assert_eq!(
-            private.check(&b, Some("k2")).unwrap_err(),
+            private.check(&b, Some("k2"), None).unwrap_err(),
             Refusal::PasskeyUnknown,
             "the passkey is checked first"
         );
         assert_eq!(
-            private.check(&b, Some("k1")).unwrap_err(),
+            private.check(&b, Some("k1"), None).unwrap_err(),
             Refusal::NotAllowed
         );
-        assert!(private.check(&a, Some("k1")).unwrap().is_some());
+        assert!(private.check(&a, Some("k1"), None).unwrap().is_some());
         assert_eq!(
             private
                 .check_udp(&a, b"/k1/announce?a=b")

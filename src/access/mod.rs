@@ -8,8 +8,10 @@
 //! - `shared`: the lists shared by the workers, swapped whole on reload, and
 //!   each worker's handle on them;
 //! - `ledger`: what each passkey announced, uploaded and downloaded;
-//! - `route`: where a request goes and which passkey it carries, for HTTP
-//!   paths and BEP 41 URL data alike.
+//! - `route`: where a request goes and which passkey and token it carries,
+//!   for HTTP paths and BEP 41 URL data alike;
+//! - `token`: signed announce tokens (JWT): keys, checks, and the cache of
+//!   tokens already verified.
 
 mod config;
 mod file;
@@ -17,15 +19,16 @@ mod ledger;
 mod list;
 mod route;
 mod shared;
+mod token;
 
-pub use config::{AccessConfig, AccessMode};
+pub use config::{AccessConfig, AccessMode, TokenAlgorithm, TokenConfig};
 // `Account`, `Ledger` and `AccessReader` are only used in the crate, but
 // public fields and methods of `crate::workers` name them; they can be
 // `pub(crate)` once those are.
 pub use ledger::{Account, Ledger, PasskeyCounters};
 pub use list::passkey_tag;
 pub(crate) use list::AccessList;
-pub(crate) use route::parse_target;
 pub use route::Route;
+pub(crate) use route::{parse_target, query_token};
 pub(crate) use shared::reload_every;
 pub use shared::{Access, AccessReader};

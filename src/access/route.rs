@@ -93,8 +93,19 @@ fn origin_form(target: &str) -> &str {
 
 /// The passkey in BEP 41 URL data, None when there is none (or the data is
 /// not UTF-8, which no listed key can match).
-pub(crate) fn url_passkey(url_data: &[u8]) -> Option<&str> {
+#[cfg(test)]
+fn url_passkey(url_data: &[u8]) -> Option<&str> {
     parse_target(std::str::from_utf8(url_data).ok()?).passkey
+}
+
+/// The announce token in a query: the value of its first `jwt=` parameter,
+/// as it is (a JWT is made of characters a URL needs not encode), None when
+/// absent or empty.
+pub(crate) fn query_token(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("jwt="))
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -176,6 +187,17 @@ mod tests {
         assert_eq!(url_passkey(b"/a/b/announce"), None);
         assert_eq!(url_passkey(b"/x/y"), None);
         assert_eq!(url_passkey(b"/announce/\xff"), None);
+    }
+
+    #[test]
+    fn tokens_from_the_query() {
+        assert_eq!(query_token("jwt=a.b.c"), Some("a.b.c"));
+        assert_eq!(query_token("info_hash=x&jwt=a.b.c&port=1"), Some("a.b.c"));
+        assert_eq!(query_token("jwt=&jwt=x"), None, "the first one counts");
+        assert_eq!(query_token("xjwt=a"), None);
+        assert_eq!(query_token(""), None);
+        let t = parse_target("/announce?port=1&jwt=h.p.s#x");
+        assert_eq!(query_token(t.query), Some("h.p.s#x"));
     }
 
     proptest! {

@@ -16,7 +16,8 @@ use arc_swap::{ArcSwap, Cache};
 
 use super::config::AccessConfig;
 use super::ledger::PasskeyCounters;
-use super::list::AccessList;
+use super::list::{AccessList, Refusal};
+use crate::protocol::InfoHash;
 
 /// The files' modification times and lengths, to tell whether a timed
 /// reload has anything to read.
@@ -111,6 +112,21 @@ impl Access {
     /// The lists in force now.
     pub(crate) fn current(&self) -> Arc<AccessList> {
         self.current.load_full()
+    }
+
+    /// What a UDP announce of `info_hash` with BEP 41 `url_data` gets from
+    /// the lists in force: Ok, or the error message the client is sent. The
+    /// socket workers' check (passkey, token, list), for benches and tools.
+    pub fn check_udp_announce(
+        &self,
+        info_hash: &InfoHash,
+        url_data: &[u8],
+    ) -> Result<(), &'static str> {
+        self.current
+            .load()
+            .check_udp(info_hash, url_data)
+            .map(drop)
+            .map_err(Refusal::message)
     }
 
     /// A per-thread handle for the hot path.

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::bencode;
 use super::udp::ScrapeStats;
 use super::{AnnounceEvent, InfoHash, PeerId};
-use crate::access::parse_target;
+use crate::access::{parse_target, query_token};
 
 /// Most headers read from a request.
 const MAX_HEADERS: usize = 32;
@@ -26,6 +26,8 @@ pub struct HttpRequest {
     /// A passkey from `/announce/<key>`, `/<key>/announce` (and the same for
     /// scrape), for private trackers.
     pub passkey: Option<String>,
+    /// A signed announce token from the query's `jwt=`.
+    pub token: Option<String>,
     pub query: Query,
     /// The client wants the connection kept open after the response.
     pub keep_alive: bool,
@@ -137,6 +139,7 @@ pub fn parse(
     let target = parse_target(target);
     let (route, query) = (target.route.ok_or(HttpError::NotFound)?, target.query);
     let passkey = target.passkey.map(str::to_owned);
+    let token = query_token(query).map(str::to_owned);
     let query = match route {
         Route::Announce => Query::Announce(parse_announce(query)?),
         Route::Scrape => Query::Scrape(parse_scrape(query, settings.max_scrape)?),
@@ -144,6 +147,7 @@ pub fn parse(
     Ok(Some((
         HttpRequest {
             passkey,
+            token,
             query,
             keep_alive,
             forwarded_for,

@@ -123,7 +123,11 @@ impl SocketWorker {
         match req.query {
             Query::Announce(a) => {
                 counters.requests_announce.inc();
-                let account = match access.check(&a.info_hash, req.passkey.as_deref()) {
+                let account = match access.check(
+                    &a.info_hash,
+                    req.passkey.as_deref(),
+                    req.token.as_deref(),
+                ) {
                     Ok(tally) => Account::boxed(tally, a.uploaded, a.downloaded),
                     Err(refusal) => {
                         refusal.count(counters);

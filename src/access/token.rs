@@ -1,0 +1,209 @@
+//! Signed announce tokens (JWT): one version of the keys and settings of
+//! `[access.token]`, the check an announce's token goes through, and the
+//! cache that makes a re-announce cost a lookup.
+//!
+//! The signature, `exp`, `nbf`, `iss` and `aud` are checked by
+//! `jsonwebtoken`; only the configured algorithm is accepted, so `alg:
+//! none` or an HS256 token made with an RSA public key as its secret are
+//! refused whatever the header says. The `infohash` claim is checked here.
+
+mod cache;
+mod keys;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+use super::config::{TokenAlgorithm, TokenConfig};
+use super::list::Refusal;
+use crate::protocol::InfoHash;
+use cache::{Grant, TokenCache};
+use keys::Keys;
+
+/// Longest token looked at. RS256 with a 4096-bit key and a few dozen info
+/// hashes fits; anything longer is refused unread, so nobody makes the
+/// tracker decode or cache megabytes.
+pub(crate) const MAX_TOKEN: usize = 8192;
+
+/// The claims swarmd reads besides those `jsonwebtoken` checks.
+#[derive(Deserialize)]
+struct Claims {
+    exp: u64,
+    infohash: OneOrMany,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// An info hash in a claim: 40 hex characters, or a v2 hash whole (64),
+/// of which clients announce the first 20 bytes.
+fn claimed_hash(hex: &str) -> Option<InfoHash> {
+    match hex.len() {
+        40 => InfoHash::from_hex(hex),
+        64 => InfoHash::from_hex(hex.get(..40)?),
+        _ => None,
+    }
+}
+
+/// One version of the token settings and keys. Immutable, swapped whole
+/// with the access lists it belongs to (its cache with it).
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    keys: Keys,
+    validation: Validation,
+    leeway: u64,
+    cache: TokenCache,
+}
+
+impl Tokens {
+    /// Reads the key file `config` names (tokens on). The error names the
+    /// file and the reason.
+    pub(crate) fn build(config: &TokenConfig) -> Result<Tokens, String> {
+        let path = config.key_file().ok_or("tokens are off")?;
+        let keys = Keys::read(config.algorithm, path)?;
+        let algorithm = match config.algorithm {
+            TokenAlgorithm::HS256 => Algorithm::HS256,
+            TokenAlgorithm::RS256 => Algorithm::RS256,
+            TokenAlgorithm::ES256 | TokenAlgorithm::Off => Algorithm::ES256,
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = u64::from(config.leeway);
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if !config.issuer.is_empty() {
+            validation.set_issuer(&[&config.issuer]);
+            required.push("iss");
+        }
+        if config.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&config.audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Tokens {
+            keys,
+            validation,
+            leeway: u64::from(config.leeway),
+            cache: TokenCache::new(config.cache_entries as usize),
+        })
+    }
+
+    /// What is configured, for the log.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{:?} tokens with {}",
+            self.validation.algorithms[0],
+            self.keys.summary()
+        )
+    }
+
+    /// Checks that `token` lets its bearer announce `info_hash` at `now`
+    /// (Unix seconds).
+    #[inline]
+    pub(crate) fn check(
+        &self,
+        token: Option<&str>,
+        info_hash: &InfoHash,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let token = token.ok_or(Refusal::TokenRequired)?;
+        let cached = self
+            .cache
+            .get(token.as_bytes(), |g| grants(g, info_hash, now));
+        match cached {
+            Some(result) => result,
+            None => {
+                let grant = self.verify(token)?;
+                let result = grants(&grant, info_hash, now);
+                // Cached even when it names other torrents: it is good, and
+                // the next announce may be for one it names.
+                if grant.until >= now {
+                    self.cache.insert(token.as_bytes(), grant, now);
+                }
+                result
+            }
+        }
+    }
+
+    /// The whole check of a token not seen before: header, key, signature,
+    /// then claims.
+    fn verify(&self, token: &str) -> Result<Grant, Refusal> {
+        if token.len() > MAX_TOKEN {
+            return Err(Refusal::TokenInvalid);
+        }
+        // A header that does not parse (`alg: none`, an algorithm nobody
+        // knows, not base64) names no key a signature could be checked with.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::TokenBadSignature)?;
+        let key = self
+            .keys
+            .get(header.kid.as_deref())
+            .ok_or(Refusal::TokenBadSignature)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| refusal_of(e.kind()))?;
+        let hashes: Option<SmallVec<[InfoHash; 1]>> = match &data.claims.infohash {
+            OneOrMany::One(hex) => claimed_hash(hex).map(|h| SmallVec::from_elem(h, 1)),
+            OneOrMany::Many(list) => list.iter().map(|h| claimed_hash(h)).collect(),
+        };
+        Ok(Grant {
+            until: data.claims.exp.saturating_add(self.leeway),
+            hashes: hashes.ok_or(Refusal::TokenInvalid)?,
+        })
+    }
+
+    #[cfg(test)]
+    fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Whether a good token lets `info_hash` be announced at `now`.
+#[inline]
+fn grants(grant: &Grant, info_hash: &InfoHash, now: u64) -> Result<(), Refusal> {
+    if now > grant.until {
+        Err(Refusal::TokenExpired)
+    } else if grant.hashes.contains(info_hash) {
+        Ok(())
+    } else {
+        Err(Refusal::TokenWrongTorrent)
+    }
+}
+
+/// The refusal for what `jsonwebtoken` found wrong.
+fn refusal_of(kind: &ErrorKind) -> Refusal {
+    match kind {
+        ErrorKind::ExpiredSignature => Refusal::TokenExpired,
+        ErrorKind::ImmatureSignature => Refusal::TokenNotYetValid,
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => Refusal::TokenWrongTracker,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" || claim == "aud" => {
+            Refusal::TokenWrongTracker
+        }
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey => Refusal::TokenBadSignature,
+        // Signed, but its claims are not what a token for swarmd holds
+        // (no exp, a bad infohash), or not a JWT at all.
+        _ => Refusal::TokenInvalid,
+    }
+}
+
+/// The current time in Unix seconds, as token claims count it.
+#[inline]
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests;
