@@ -10,6 +10,7 @@ pub mod connection_id;
 pub(crate) mod log_limit;
 pub mod protocol;
 pub mod service;
+pub mod snapshot;
 pub mod stats;
 pub(crate) mod stats_server;
 mod supervise;

@@ -21,7 +21,8 @@
 //! peers of one family and the choice of peers to send; `hosts.rs` the
 //! peers per address that keep one address from taking a swarm;
 //! `completions.rs` the filter that counts one completion per address;
-//! `clean.rs` the cleaning passes, the largest torrents and the totals.
+//! `clean.rs` the cleaning passes, the largest torrents and the totals;
+//! `state.rs` the export to a snapshot and the restore from one.
 
 mod clean;
 mod completions;
@@ -29,6 +30,7 @@ mod dense;
 mod hosts;
 mod peer_index;
 mod peer_set;
+mod state;
 mod swarms;
 
 pub use dense::DenseIndex;
