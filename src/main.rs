@@ -89,16 +89,26 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(path) => match Config::load(&path) {
-            Ok(_) => {
-                println!("{}: ok", path.display());
-                ExitCode::SUCCESS
+        Command::CheckConfig(path) => {
+            match Config::load(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    // A snapshot directory that can't be written fails the start;
+                    // say so now.
+                    c.state
+                        .path()
+                        .map_or(Ok(()), swarmd::snapshot::file::check_writable)
+                }) {
+                Ok(_) => {
+                    println!("{}: ok", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("swarmd: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("swarmd: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run(path) => match run(path, port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -204,3 +204,19 @@ fn set_aside(path: &Path, reason: String) -> Loaded {
     };
     Loaded::Bad { reason, kept }
 }
+
+/// The swarms a tracker starts with, one per shard: from the snapshot at
+/// `[state] path` when there is a good one, new otherwise.
+pub fn swarms_at_start<X: PeerData>(
+    config: &crate::Config,
+    n: usize,
+    make: fn(crate::swarm::SwarmConfig) -> Swarms<X>,
+) -> std::vec::IntoIter<Swarms<X>> {
+    let make = || make(config.swarm_config());
+    match config.state.path() {
+        // The shards' clocks start at 0 after this.
+        Some(path) => load(path, n, make, 0).0,
+        None => (0..n).map(|_| make()).collect(),
+    }
+    .into_iter()
+}
