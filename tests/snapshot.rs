@@ -307,3 +307,62 @@ fn the_daemon_keeps_its_swarms_across_sigterm() {
     // Still there: a snapshot is never deleted by a kill.
     assert!(path.exists());
 }
+
+/// The value of the metric line starting with `name ` in /metrics.
+fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, body) = util::stats::get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .parse()
+        .unwrap()
+}
+
+fn poll(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn snapshots_are_written_while_running_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.bin");
+    let tracker = start(&config(&path, |c| {
+        c.state.interval = 1;
+        c.stats.address = "127.0.0.1:0".into();
+    }));
+    let endpoint = tracker.stats_addr().unwrap();
+    fill(&tracker);
+    // The next periodic snapshot holds what was announced.
+    let announced = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    poll(|| metric(endpoint, "swarmd_snapshot_last_success_timestamp_seconds") > announced);
+    assert!(metric(endpoint, "swarmd_snapshot_bytes") > 32.0);
+    assert!(metric(endpoint, "swarmd_snapshot_duration_seconds") > 0.0);
+    assert_eq!(metric(endpoint, "swarmd_snapshot_failures_total"), 0.0);
+    let (_, json) = util::stats::get(endpoint, "/stats");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(json["snapshot"]["bytes"].as_u64().unwrap() > 32, "{json}");
+    let bytes = std::fs::read(&path).unwrap();
+    struct Count(u64);
+    impl swarmd::snapshot::Sink for Count {
+        fn torrent(&mut self, _: InfoHash, _: u32) {}
+        fn peer(&mut self, _: &swarmd::snapshot::PeerRecord<'_>) {
+            self.0 += 1;
+        }
+    }
+    let mut peers = Count(0);
+    swarmd::snapshot::decode(&bytes, &mut peers).unwrap();
+    assert_eq!(peers.0, 4, "taken while running");
+
+    // A directory gone: failures are counted, the tracker runs on.
+    drop(dir);
+    poll(|| metric(endpoint, "swarmd_snapshot_failures_total") >= 1.0);
+    assert_eq!(scrape(&tracker, &[hash(1)]), vec![stats(1, 1, 1)]);
+    tracker.stop().unwrap();
+}
