@@ -20,11 +20,19 @@ Usage:
   swarmd --config FILE        run with FILE (TOML; see --print-config)
   swarmd --print-config       print the default configuration, commented
   swarmd --check-config FILE  check FILE and exit (0 when it is valid)
+  swarmd --state FILE ...     keep the swarms' snapshot in FILE ([state] path)
   swarmd --help | --version
 
 -p, --port N, added to a run or to --print-config, puts UDP and HTTP on port N
 of every configured address (0: a free port each, logged at start).
+--state FILE, added to a run or to --check-config, sets [state] path (the
+systemd unit puts it in the service's state directory).
 ";
+
+/// `--state FILE`: set once from the command line, applied by every load of
+/// the configuration (the run, each reload, --check-config), so a reload
+/// never sees the file's own `[state] path` instead.
+static STATE_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 enum Command {
     Run(Option<PathBuf>),
@@ -51,6 +59,11 @@ fn parse_args() -> Result<(Command, Option<u16>), lexopt::Error> {
             Short('c') | Long("config") => Command::Run(Some(parser.value()?.into())),
             Short('p') | Long("port") => {
                 port_override = Some(port(parser.value()?)?);
+                continue;
+            }
+            Long("state") => {
+                let path = parser.value()?.string()?;
+                let _ = STATE_PATH.set(path);
                 continue;
             }
             Long("print-config") => Command::PrintConfig,
@@ -90,7 +103,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path) => {
-            match Config::load(&path)
+            match load(Some(&path), None)
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
                     // A snapshot directory that can't be written fails the start;
@@ -246,10 +259,13 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
 
 /// The file (or the embedded defaults), then the `--port` override.
 fn load(path: Option<&Path>, port: Option<u16>) -> Result<Config, swarmd::config::ConfigError> {
-    let config = match path {
+    let mut config = match path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if let Some(state) = STATE_PATH.get() {
+        config.state.path = state.clone();
+    }
     Ok(match port {
         Some(port) => config.with_port(port),
         None => config,
