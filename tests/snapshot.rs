@@ -256,6 +256,19 @@ fn a_directory_that_is_not_there_stops_the_start() {
         err.contains("state.path") && err.contains("missing"),
         "{err}"
     );
+    // --state (as the systemd unit passes it) overrides the file's path.
+    std::fs::write(&toml, "[state]\npath = \"\"\n").unwrap();
+    let check = |state: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_swarmd"))
+            .args(["--state", state.to_str().unwrap(), "--check-config"])
+            .arg(&toml)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!check(&path));
+    assert!(check(&dir.path().join("state.bin")));
 }
 
 #[test]
