@@ -161,13 +161,14 @@ pub fn load<X: PeerData>(
         Ok((decoded, elapsed, restored)) => {
             log::info!(
                 "state: loaded {} in {:.2?}: {} torrents and {} peers ({} expired while down, \
-                 {} over the limits), written {elapsed} s ago by {} shards into {n}, {} bytes",
+                 {} peers and {} torrents over the limits), written {elapsed} s ago by {} shards into {n}, {} bytes",
                 path.display(),
                 started.elapsed(),
                 restored.torrents,
                 restored.peers,
                 restored.expired,
                 restored.refused,
+                restored.refused_torrents,
                 decoded.header.shards,
                 bytes.len(),
             );

@@ -15,8 +15,11 @@ pub struct Restored {
     pub peers: u64,
     /// Peers whose time passed while the tracker was down.
     pub expired: u64,
-    /// Peers and torrents the configuration's limits left out.
+    /// Peers the configuration's limits left out (a peer count lowered, or
+    /// their torrent refused).
     pub refused: u64,
+    /// Torrents left out because the table was full (`max_torrents`).
+    pub refused_torrents: u64,
 }
 
 /// Where a torrent went: its shard, and its position there (None if the
@@ -58,7 +61,7 @@ impl<'a, X: PeerData> Restore<'a, X> {
             let pos = self.shards[shard].restore_torrent(*hash, *completed);
             match pos {
                 Some(_) => self.restored.torrents += 1,
-                None => self.restored.refused += 1,
+                None => self.restored.refused_torrents += 1,
             }
             *made = Some((shard, pos));
         }
