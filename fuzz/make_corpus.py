@@ -101,8 +101,57 @@ def swarm():
     write(t, "limits", bytes([10, 5, 5, 3, 1]) + s)
 
 
+def varint(v):
+    out = b""
+    while v >= 0x80:
+        out += bytes([v & 0x7F | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def snapshot_file(torrents, peer_ids=False, unit=22, shards=2):
+    """A snapshot (see src/snapshot/format.rs): torrents is a list of
+    (info hash, completed, [(address bytes, seeder, units left)])."""
+    import zlib
+
+    head = b"SWARMDST" + struct.pack("<HHHHQI", 1, int(peer_ids), unit, 0, 1_800_000_000, shards)
+    head += struct.pack("<I", zlib.crc32(head))
+    body = varint(0) + varint(len(torrents))
+    peers = 0
+    for info_hash, completed, ps in torrents:
+        v4 = [p for p in ps if len(p[0]) == 6]
+        v6 = [p for p in ps if len(p[0]) == 18]
+        body += info_hash + varint(completed) + varint(len(v4) << 1 | (len(v6) > 0))
+        if v6:
+            body += varint(len(v6))
+        for addr, seeder, left in v4 + v6:
+            body += addr + bytes([left | (0x80 if seeder else 0)])
+            if peer_ids:
+                body += b"-TR3000-" + addr[:12].ljust(12, b"x")
+        peers += len(ps)
+    section = b"T" + struct.pack("<II", len(body), zlib.crc32(body)) + body
+    end = varint(1) + varint(len(torrents)) + varint(peers)
+    return head + section + b"E" + struct.pack("<II", len(end), zlib.crc32(end)) + end
+
+
+def snapshot():
+    t = "snapshot"
+    v4 = lambda i: bytes([10, 0, 0, i, 0x1A, 0xE1])
+    small = [
+        (b"\x01" * 20, 3, [(v4(1), True, 100), (v4(2), False, 5)]),
+        (b"\x02" * 20, 0, [(v4(3), False, 127), (bytes(range(18)), True, 9)]),
+        (b"\x03" * 20, 7, []),
+    ]
+    write(t, "small", snapshot_file(small))
+    write(t, "peer_ids", snapshot_file(small, peer_ids=True))
+    big = [(b"\x09" * 20, 0, [(v4(i), i % 3 == 0, 50) for i in range(40)])]
+    write(t, "indexed_swarm", snapshot_file(big, unit=1, shards=1))
+    write(t, "truncated", snapshot_file(small)[:-5])
+
+
 if __name__ == "__main__":
     udp()
     http()
     config()
     swarm()
+    snapshot()

@@ -28,6 +28,8 @@ pub struct Config {
     /// `[access]`: allow/deny lists and passkeys (see [`crate::access`]).
     pub access: crate::access::AccessConfig,
     pub stats: StatsConfig,
+    /// `[state]`: the snapshot of the swarms (see [`crate::snapshot`]).
+    pub state: crate::snapshot::StateConfig,
     pub privileges: PrivilegesConfig,
     pub log: LogConfig,
 }

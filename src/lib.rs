@@ -11,6 +11,7 @@ pub(crate) mod log_limit;
 pub mod logging;
 pub mod protocol;
 pub mod service;
+pub mod snapshot;
 pub mod stats;
 pub(crate) mod stats_server;
 mod supervise;

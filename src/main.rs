@@ -24,11 +24,19 @@ Usage:
   swarmd --check-config FILE --skip-credentials
                               the same, but not the credential:NAME files
                               (for ExecReload: see systemd/swarmd.service)
+  swarmd --state FILE ...     keep the swarms' snapshot in FILE ([state] path)
   swarmd --help | --version
 
 -p, --port N, added to a run or to --print-config, puts UDP and HTTP on port N
 of every configured address (0: a free port each, logged at start).
+--state FILE, added to a run or to --check-config, sets [state] path (the
+systemd unit puts it in the service's state directory).
 ";
+
+/// `--state FILE`: set once from the command line, applied by every load of
+/// the configuration (the run, each reload, --check-config), so a reload
+/// never sees the file's own `[state] path` instead.
+static STATE_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 enum Command {
     Run(Option<PathBuf>),
@@ -57,6 +65,11 @@ fn parse_args() -> Result<(Command, Option<u16>), lexopt::Error> {
             Short('c') | Long("config") => Command::Run(Some(parser.value()?.into())),
             Short('p') | Long("port") => {
                 port_override = Some(port(parser.value()?)?);
+                continue;
+            }
+            Long("state") => {
+                let path = parser.value()?.string()?;
+                let _ = STATE_PATH.set(path);
                 continue;
             }
             Long("print-config") => Command::PrintConfig,
@@ -246,7 +259,11 @@ fn error_prefix() -> &'static str {
 /// read them; and they need no check there: systemd copies them at start,
 /// and they stay what the daemon already read until a restart.
 fn check_config(path: &Path, skip_credentials: bool) -> anyhow::Result<()> {
-    let mut config = Config::load(path)?;
+    let mut config = load(Some(path), None)?;
+    // A snapshot directory that can't be written fails the start: say so now.
+    if let Some(state) = config.state.path() {
+        swarmd::snapshot::file::check_writable(state).map_err(anyhow::Error::msg)?;
+    }
     if skip_credentials {
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
             let access = &mut config.access;
@@ -265,10 +282,13 @@ fn check_config(path: &Path, skip_credentials: bool) -> anyhow::Result<()> {
 
 /// The file (or the embedded defaults), then the `--port` override.
 fn load(path: Option<&Path>, port: Option<u16>) -> Result<Config, swarmd::config::ConfigError> {
-    let config = match path {
+    let mut config = match path {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if let Some(state) = STATE_PATH.get() {
+        config.state.path = state.clone();
+    }
     Ok(match port {
         Some(port) => config.with_port(port),
         None => config,

@@ -205,6 +205,21 @@ counter_struct!(
     }
 );
 
+counter_struct!(
+    /// The state snapshots written while running and on stop (see
+    /// [`crate::snapshot`]); written by the one thread that writes them.
+    SnapshotCounters {
+        /// Unix time (seconds) of the last snapshot written whole; 0: none.
+        last_success,
+        /// How long the last one took, microseconds.
+        duration_us,
+        /// Its size, bytes.
+        bytes,
+        written,
+        failures,
+    }
+);
+
 /// All counters of a running tracker.
 #[derive(Debug)]
 pub struct Stats {
@@ -221,6 +236,7 @@ pub struct Stats {
     /// Socket and swarm workers started.
     pub workers_started: usize,
     pub started: std::time::Instant,
+    pub snapshot: SnapshotCounters,
 }
 
 impl Stats {
@@ -232,6 +248,7 @@ impl Stats {
             workers_alive: std::sync::atomic::AtomicUsize::new(socket_workers + swarm_workers),
             workers_started: socket_workers + swarm_workers,
             started: std::time::Instant::now(),
+            snapshot: SnapshotCounters::default(),
         }
     }
 

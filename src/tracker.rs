@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::access::{self, Access, Ledger, PasskeyCounters};
 use crate::config::{self, Config};
 use crate::connection_id::ConnectionIds;
+use crate::snapshot::file::swarms_at_start;
 use crate::stats::Stats;
 pub use crate::stats_server::TrackerView;
 use crate::supervise::{spawn, spawn_helper};
@@ -42,6 +43,8 @@ pub enum StartError {
     Io(io::Error),
     /// An access list or passkeys file is bad: file, line and reason.
     Access(String),
+    /// The snapshot's directory (`[state] path`) is not writable.
+    State(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -51,7 +54,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot listen on {proto} {addr}: {error}")
             }
             StartError::Io(e) => write!(f, "cannot start: {e}"),
-            StartError::Access(e) => f.write_str(e),
+            StartError::Access(e) | StartError::State(e) => f.write_str(e),
         }
     }
 }
@@ -85,6 +88,7 @@ pub struct Tracker {
     /// For helper threads started after [`start`] (see
     /// [`Tracker::spawn_helper`]).
     death_tx: Sender<String>,
+    snapshots: Option<crate::snapshot::Snapshots>,
 }
 
 /// What a reload changes in a running tracker, as a handle of its own, so
@@ -196,6 +200,19 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let socket_workers = config.workers.socket_workers.get();
     let swarm_workers = config.workers.swarm_workers.get();
     let capacity = config.workers.channel_capacity.get() as usize;
+    // The state snapshot is loaded before the sockets open: no client sees
+    // the swarms half loaded.
+    if let Some(path) = config.state.path() {
+        crate::snapshot::file::check_writable(path).map_err(StartError::State)?;
+    }
+    let (mut plain, mut with_ids) = if config.swarm.peer_ids {
+        let ids = swarms_at_start(config, swarm_workers, Swarms::with_peer_ids);
+        (Vec::new().into_iter(), ids)
+    } else {
+        let plain = swarms_at_start(config, swarm_workers, Swarms::new);
+        (plain, Vec::new().into_iter())
+    };
+    let mut exported: Vec<crate::snapshot::writer::SharedShard> = Vec::new();
 
     // sockets[worker] holds that worker's socket for each address.
     let mut sockets: Vec<Sockets> = (0..socket_workers)
@@ -274,6 +291,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                 if !channel {
                     inline.push(shard.clone());
                 }
+                exported.push(shard.clone());
                 let worker = SwarmWorker {
                     shard,
                     requests: rx,
@@ -289,9 +307,13 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             }};
         }
         let run = if config.swarm.peer_ids {
-            worker!(Swarms::with_peer_ids(config.swarm_config()))
+            worker!(with_ids
+                .next()
+                .unwrap_or_else(|| Swarms::with_peer_ids(config.swarm_config())))
         } else {
-            worker!(Swarms::new(config.swarm_config()))
+            worker!(plain
+                .next()
+                .unwrap_or_else(|| Swarms::new(config.swarm_config())))
         };
         swarm_threads.push(spawn(format!("swarm-{id}"), &death_tx, &stats, run)?);
     }
@@ -368,6 +390,18 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             Some((stop, handle))
         }
     };
+    let snapshots = match config.state.path() {
+        Some(path) => Some(crate::snapshot::Snapshots::start(
+            path.to_path_buf(),
+            config.state.interval,
+            config.swarm.peer_ids,
+            config.swarm.peer_timeout.get(),
+            exported,
+            stats.clone(),
+            |run| spawn_helper("snapshot", &death_tx, run),
+        )?),
+        None => None,
+    };
     let reloader = Reloader {
         config: Arc::new(parking_lot::Mutex::new(config.clone())),
         controls: view.controls.clone(),
@@ -382,6 +416,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         stats_thread,
         reloader,
         death_tx,
+        snapshots,
         view,
         udp_addrs,
         http_addrs,
@@ -499,6 +534,11 @@ impl Tracker {
             let _ = c.send(Control::Stop);
         }
         self.swarm_threads.into_iter().for_each(&mut join);
+        // Nothing changes the swarms now: the last snapshot is exact. A
+        // failure is logged and counted; the stop goes on.
+        if let Some(snapshots) = self.snapshots {
+            let _ = snapshots.stop();
+        }
         if let Some((stop, handle)) = self.access_reload {
             drop(stop);
             // Joined only if it ends soon: it may be waiting for (or doing)
@@ -561,6 +601,9 @@ impl Reloader {
             stats.address,
             stats.interval,
             stats.top_torrents,
+            // The snapshot thread and its file are set up once.
+            state.path,
+            state.interval,
             // Privileges are dropped once, after binding: there is no way
             // back to root to switch again.
             privileges.user,

@@ -390,12 +390,17 @@ fn reload_names_every_key_that_needs_a_restart() {
                 interval: _,
                 top_torrents: _,
             },
+        state:
+            swarmd::snapshot::StateConfig {
+                path: _,
+                interval: _,
+            },
         privileges: swarmd::config::PrivilegesConfig { user: _, group: _ },
         log: swarmd::config::LogConfig { level: _ },
     } = &base;
 
     type Edit = fn(&mut swarmd::Config);
-    let restart: [(&str, Edit); 16] = [
+    let restart: [(&str, Edit); 18] = [
         ("udp.addresses", |c| c.udp.addresses.clear()),
         ("udp.recv_buffer_size", |c| c.udp.recv_buffer_size += 1),
         ("udp.send_buffer_size", |c| c.udp.send_buffer_size += 1),
@@ -420,6 +425,8 @@ fn reload_names_every_key_that_needs_a_restart() {
         ("stats.address", |c| c.stats.address = String::new()),
         ("stats.interval", |c| c.stats.interval = Positive(7)),
         ("stats.top_torrents", |c| c.stats.top_torrents = 7),
+        ("state.path", |c| c.state.path = "elsewhere.bin".into()),
+        ("state.interval", |c| c.state.interval = 7),
         ("privileges.user", |c| c.privileges.user = "nobody".into()),
         ("privileges.group", |c| {
             c.privileges.group = "nogroup".into()

@@ -100,6 +100,13 @@ pub(crate) fn json(stats: &Stats, rates: &Rates) -> String {
         },
         "swarm": swarm,
         "protocols": protocols,
+        "snapshot": {
+            "last_success_timestamp_seconds": stats.snapshot.last_success.get(),
+            "duration_seconds": stats.snapshot.duration_us.get() as f64 / 1e6,
+            "bytes": stats.snapshot.bytes.get(),
+            "written": stats.snapshot.written.get(),
+            "failures": stats.snapshot.failures.get(),
+        },
     })
     .to_string()
 }
@@ -343,6 +350,42 @@ pub fn prometheus(stats: &Stats) -> String {
         "gauge",
         format!("swarmd_workers_alive {alive}"),
     );
+    let snap = &stats.snapshot;
+    let snapshot_metrics: [(&'static str, &'static str, &'static str, String); 5] = [
+        (
+            "swarmd_snapshot_last_success_timestamp_seconds",
+            "Unix time of the last state snapshot written whole (0: none yet).",
+            "gauge",
+            snap.last_success.get().to_string(),
+        ),
+        (
+            "swarmd_snapshot_duration_seconds",
+            "How long the last state snapshot took to write.",
+            "gauge",
+            format!("{:.6}", snap.duration_us.get() as f64 / 1e6),
+        ),
+        (
+            "swarmd_snapshot_bytes",
+            "Size of the last state snapshot.",
+            "gauge",
+            snap.bytes.get().to_string(),
+        ),
+        (
+            "swarmd_snapshots_total",
+            "State snapshots written whole.",
+            "counter",
+            snap.written.get().to_string(),
+        ),
+        (
+            "swarmd_snapshot_failures_total",
+            "State snapshots that could not be written.",
+            "counter",
+            snap.failures.get().to_string(),
+        ),
+    ];
+    for (name, help, kind, value) in snapshot_metrics {
+        add(name, help, kind, format!("{name} {value}"));
+    }
 
     let mut out = String::with_capacity(8192);
     for (name, help, kind, lines) in metrics {

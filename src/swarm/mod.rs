@@ -23,7 +23,8 @@
 //! `completions.rs` the filter that counts one completion per address;
 //! `subnets.rs` the peers grouped by subnet, for replies that prefer the
 //! announcer's subnet; `clean.rs` the cleaning passes, the largest torrents
-//! and the totals.
+//! and the totals; `state.rs` the export to a snapshot and the restore from
+//! one.
 
 mod clean;
 mod completions;
@@ -31,6 +32,7 @@ mod dense;
 mod hosts;
 mod peer_index;
 mod peer_set;
+mod state;
 mod subnets;
 mod swarms;
 

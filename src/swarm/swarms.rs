@@ -110,6 +110,12 @@ impl<X: PeerData> Swarms<X> {
         }
     }
 
+    /// The settings in force (for tests that build what a shard would).
+    #[cfg(test)]
+    pub(crate) fn config(&self) -> &SwarmConfig {
+        &self.config
+    }
+
     pub fn set_config(&mut self, config: SwarmConfig) {
         self.config = config;
     }

@@ -251,3 +251,16 @@ impl<X: PeerData> Shard<X> {
         self.publish_totals();
     }
 }
+
+impl<X: PeerData> crate::snapshot::Export for Mutex<Shard<X>> {
+    /// A slice under the shard's lock, with time left on the shard's clock.
+    fn export(
+        &self,
+        from: usize,
+        budget: usize,
+        out: &mut crate::snapshot::Section,
+    ) -> Option<usize> {
+        let shard = self.lock();
+        shard.swarms.export(from, budget, shard.now(), out)
+    }
+}
