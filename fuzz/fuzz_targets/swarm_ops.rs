@@ -179,7 +179,10 @@ fn announce(
         // The announcer's subnet first, and all of it that may be sent
         // before any other peer.
         let near: Vec<bool> = out.chunks(len).map(|p| near(&parse(p), &a)).collect();
-        assert!(near.windows(2).all(|w| w[0] || !w[1]), "subnet after others: {near:?}");
+        assert!(
+            near.windows(2).all(|w| w[0] || !w[1]),
+            "subnet after others: {near:?}"
+        );
         let sent_near = near.iter().filter(|&&n| n).count();
         if sent_near < near.len() {
             assert!(
