@@ -149,9 +149,26 @@ def snapshot():
     write(t, "truncated", snapshot_file(small)[:-5])
 
 
+def token():
+    """Token-shaped inputs: URL data with a JWT in the path or the query,
+    an alg:none header, and a token that is only dots."""
+    import base64
+    def b64(obj):
+        return base64.urlsafe_b64encode(obj.encode()).rstrip(b"=")
+    header = b64('{"alg":"RS256","kid":"2011-04-29","typ":"JWT"}')
+    none = b64('{"alg":"none"}')
+    claims = b64('{"iss":"reg","aud":"swarmd","exp":4102444800,"infohash":"' + "ab" * 20 + '"}')
+    jwt = header + b"." + claims + b"." + b64("not a signature")
+    write("token", "path", b"/announce/" + jwt)
+    write("token", "query", b"/announce?jwt=" + jwt)
+    write("token", "alg_none", b"/announce?jwt=" + none + b"." + claims + b".")
+    write("token", "dots", b"/announce/..")
+
+
 if __name__ == "__main__":
     udp()
     http()
     config()
     swarm()
     snapshot()
+    token()
