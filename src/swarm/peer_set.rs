@@ -275,14 +275,27 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
         out: &mut Vec<u8>,
         ids: &mut Vec<u8>,
     ) -> u32 {
+        let (range, skip, take) = self.selection(for_seeder, skip, n);
+        self.walk(range, take, |i, _| Some(i) != skip, rng, out, ids) as u32
+    }
+
+    /// What a selection may choose from: the first `range` entries (a
+    /// seeder gets only leechers, which come first), the announcer's own
+    /// entry if it is among them (`skip`), and how many to `take` (at most
+    /// `n`, and never the announcer).
+    pub(super) fn selection(
+        &self,
+        for_seeder: bool,
+        skip: Option<usize>,
+        n: usize,
+    ) -> (usize, Option<usize>, usize) {
         let range = if for_seeder {
             self.leechers as usize
         } else {
             self.peers.len()
         };
         let skip = skip.filter(|&s| s < range);
-        let take = n.min(range - skip.is_some() as usize);
-        self.walk(range, take, |i, _| Some(i) != skip, rng, out, ids) as u32
+        (range, skip, n.min(range - skip.is_some() as usize))
     }
 
     /// Handles one announce from `addr`, within `limits`; with `near`, the

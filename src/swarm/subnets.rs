@@ -226,13 +226,7 @@ impl<A: Addr, X: PeerData> PeerSet<A, X> {
                 _ => return self.select(for_seeder, skip, n, rng, out, ids),
             },
         };
-        let range = if for_seeder {
-            self.leechers as usize
-        } else {
-            self.peers.len()
-        };
-        let skip = skip.filter(|&s| s < range);
-        let take = n.min(range - skip.is_some() as usize);
+        let (range, skip, take) = self.selection(for_seeder, skip, n);
         if take == 0 {
             return 0;
         }
