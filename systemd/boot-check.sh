@@ -146,10 +146,12 @@ boot_start=$SECONDS
 nspawn_pid=$!
 
 # The container's PID 1, seen from here: a process of nspawn's whose PID in
-# its own namespace is 1.
+# its own namespace is 1. Searched at any depth: once booted, the container's
+# systemd moves itself to payload/init.scope, and on an idle machine it does
+# so before the first look.
 leader=""
 for _ in $(seq 300); do
-  for p in $(cat "${cgroups[0]}"/cgroup.procs "${cgroups[0]}"/*/cgroup.procs 2>/dev/null); do
+  for p in $(find "${cgroups[0]}" -name cgroup.procs -exec cat {} + 2>/dev/null); do
     if grep -qE '^NSpid:\s+[0-9]+\s+1$' "/proc/$p/status" 2>/dev/null; then
       leader=$p
       break 2
