@@ -8,7 +8,7 @@
 //! out of user memory, and that costs more than the system call it saves.
 //! Whole-daemon pairs of runs in the same machine state gave +3 to +12 % per
 //! CPU-second for one call per datagram under swarmd-load (5 pairs), and +2
-//! to +8 % under aquatic_udp_load_test (5 rounds; README, Performance). The
+//! to +8 % under aquatic_udp_load_test (5 rounds; benches/README.md). The
 //! batch stays the unit of work above this module: the swarm workers get a batch
 //! per read, and the buffers and address slots are allocated once per
 //! socket worker and reused.
