@@ -76,37 +76,7 @@ fn with_list(dir: &TempDir, mode: AccessMode, hashes: &[InfoHash]) -> impl FnOnc
 fn udp_announce(c: &mut Client, h: InfoHash, url_data: &str) -> Result<Vec<SocketAddr>, String> {
     let mut req = c.announce_request(h, AnnounceEvent::Started, 10);
     req.url_data = url_data.as_bytes().to_vec();
-    udp_send(c, req)
-}
-
-fn udp_send(
-    c: &mut Client,
-    req: swarmd::protocol::udp::AnnounceRequest,
-) -> Result<Vec<SocketAddr>, String> {
-    let tid = req.transaction_id;
-    let mut sent = Vec::new();
-    Request::Announce(req).write(&mut sent);
-    c.send_raw(&sent);
-    let raw = c.recv_raw();
-    match Response::parse(&raw).unwrap() {
-        Response::Announce {
-            transaction_id,
-            peers,
-            ..
-        } => {
-            assert_eq!(transaction_id, tid);
-            Ok(util::decode_peers(&peers, c.tracker.is_ipv6()))
-        }
-        Response::Error {
-            transaction_id,
-            message,
-        } => {
-            assert_eq!(transaction_id, tid);
-            assert!(raw.len() <= sent.len(), "an error is never longer");
-            Err(String::from_utf8(message).unwrap())
-        }
-        other => panic!("{other:?}"),
-    }
+    c.announce_result(req)
 }
 
 fn http_announce(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
@@ -370,7 +340,7 @@ fn udp_passkey_in_bep41_url_data() {
         // A long key that spans two BEP 41 options is put back together.
         let mut req = c.announce_request(hash(1), AnnounceEvent::None, 10);
         req.url_data = format!("/announce/{}", "x".repeat(300)).into_bytes();
-        assert_eq!(udp_send(&mut c, req), Err("unknown passkey".into()));
+        assert_eq!(c.announce_result(req), Err("unknown passkey".into()));
         // UDP scrapes can't carry a passkey: refused.
         let tid = c.tid();
         c.send(&Request::Scrape(swarmd::protocol::udp::ScrapeRequest {
@@ -476,12 +446,12 @@ fn passkey_counters_sum_deltas_per_user() {
     let mut c = Client::new(t.udp_addrs()[0]);
     let mut req = c.announce_request(hash(7), AnnounceEvent::Started, 5);
     req.url_data = b"/announce/k3".to_vec();
-    udp_send(&mut c, req).unwrap();
+    c.announce_result(req).unwrap();
     let mut req = c.announce_request(hash(7), AnnounceEvent::None, 5);
     req.url_data = b"/k3/announce".to_vec();
     req.uploaded = 25;
     req.downloaded = 5;
-    udp_send(&mut c, req).unwrap();
+    c.announce_result(req).unwrap();
     // k2 (no user) resumes a session the tracker never saw: a baseline.
     http_totals(http, "k2", 7002, 9000, 9000, "");
     let stats = t.passkey_stats();

@@ -18,7 +18,6 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use swarmd::access::{AccessMode, TokenAlgorithm};
-use swarmd::protocol::udp::{Request, Response};
 use swarmd::protocol::{AnnounceEvent, InfoHash};
 use swarmd::stats::{Counter, FamilyCounters};
 use swarmd::{Config, Tracker};
@@ -190,26 +189,7 @@ fn udp_announce(addr: SocketAddr, h: InfoHash, url_data: &str) -> Result<(), Str
     let mut c = Client::new(addr);
     let mut req = c.announce_request(h, AnnounceEvent::Started, 10);
     req.url_data = url_data.as_bytes().to_vec();
-    let tid = req.transaction_id;
-    let mut sent = Vec::new();
-    Request::Announce(req).write(&mut sent);
-    c.send_raw(&sent);
-    let raw = c.recv_raw();
-    match Response::parse(&raw).unwrap() {
-        Response::Announce { transaction_id, .. } => {
-            assert_eq!(transaction_id, tid);
-            Ok(())
-        }
-        Response::Error {
-            transaction_id,
-            message,
-        } => {
-            assert_eq!(transaction_id, tid);
-            assert!(raw.len() <= sent.len(), "an error is never longer");
-            Err(String::from_utf8(message).unwrap())
-        }
-        other => panic!("{other:?}"),
-    }
+    c.announce_result(req).map(|_| ())
 }
 
 /// Announces over HTTP: `path` goes before the query (e.g. "/announce",

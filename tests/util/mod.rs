@@ -158,6 +158,35 @@ impl Client {
         self.announce_with(req)
     }
 
+    /// Sends `req` as it is: Ok(the peers) or Err(the error message). An
+    /// error is never longer than the request (no amplification).
+    pub fn announce_result(&mut self, req: AnnounceRequest) -> Result<Vec<SocketAddr>, String> {
+        let tid = req.transaction_id;
+        let mut sent = Vec::new();
+        Request::Announce(req).write(&mut sent);
+        self.send_raw(&sent);
+        let raw = self.recv_raw();
+        match Response::parse(&raw).unwrap() {
+            Response::Announce {
+                transaction_id,
+                peers,
+                ..
+            } => {
+                assert_eq!(transaction_id, tid);
+                Ok(decode_peers(&peers, self.tracker.is_ipv6()))
+            }
+            Response::Error {
+                transaction_id,
+                message,
+            } => {
+                assert_eq!(transaction_id, tid);
+                assert!(raw.len() <= sent.len(), "an error is never longer");
+                Err(String::from_utf8(message).unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     pub fn announce_with(&mut self, req: AnnounceRequest) -> (u32, u32, Vec<SocketAddr>) {
         let tid = req.transaction_id;
         self.send(&Request::Announce(req));
