@@ -119,14 +119,16 @@ fn check_config(config: &Path, env: &[(&str, &Path)]) -> (Option<i32>, String) {
     )
 }
 
-fn with_passkeys(dir: &Path, passkeys: &str) -> std::path::PathBuf {
+/// Writes `dir/tracker.toml`: the test configuration with `access` as its
+/// `[access]` table.
+fn with_access(dir: &Path, access: &str) -> std::path::PathBuf {
     let config = dir.join("tracker.toml");
-    std::fs::write(
-        &config,
-        format!("{CONFIG}[access]\npasskeys_file = {passkeys:?}\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("{CONFIG}[access]\n{access}")).unwrap();
     config
+}
+
+fn with_passkeys(dir: &Path, passkeys: &str) -> std::path::PathBuf {
+    with_access(dir, &format!("passkeys_file = {passkeys:?}\n"))
 }
 
 #[test]
@@ -157,14 +159,13 @@ fn check_config_reads_the_files_the_configuration_names() {
     // The info-hash list too.
     let list = dir.join("hashes");
     std::fs::write(&list, "not a hash\n").unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}[access]\nmode = \"allow\"\ninfo_hash_file = {:?}\n",
+    let config = with_access(
+        &dir,
+        &format!(
+            "mode = \"allow\"\ninfo_hash_file = {:?}\n",
             list.to_str().unwrap()
         ),
-    )
-    .unwrap();
+    );
     let (code, err) = check_config(&config, &[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&format!("{}:1:", list.display())), "{err}");
@@ -251,14 +252,13 @@ fn skip_credentials_reads_all_but_credential_files() {
     // An info-hash list named directly is still read.
     let list = dir.join("hashes");
     std::fs::write(&list, "not a hash\n").unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}[access]\nmode = \"allow\"\ninfo_hash_file = {:?}\npasskeys_file = \"credential:passkeys\"\n",
+    with_access(
+        &dir,
+        &format!(
+            "mode = \"allow\"\ninfo_hash_file = {:?}\npasskeys_file = \"credential:passkeys\"\n",
             list.to_str().unwrap()
         ),
-    )
-    .unwrap();
+    );
     let (code, err) = run(&["--skip-credentials"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&format!("{}:1:", list.display())), "{err}");
