@@ -131,6 +131,8 @@ pub(super) struct Http {
     /// Connections that used their share with requests left: handled at
     /// the next round (the event loop doesn't sleep while there are some).
     pub(super) deferred: Vec<u32>,
+    /// The list `deferred` was last round, kept for its allocation.
+    spare_deferred: Vec<u32>,
     next_generation: u32,
     parse: ParseSettings,
     body: Vec<u8>,
@@ -161,6 +163,7 @@ impl Http {
             per_ip: HashMap::default(),
             round: 0,
             deferred: Vec::new(),
+            spare_deferred: Vec::new(),
             next_generation: 0,
             parse: ParseSettings {
                 max_head: settings.max_head,
@@ -436,7 +439,13 @@ impl SocketWorker {
     /// Handles the connections that had more than their share last round.
     pub(super) fn http_next_round(&mut self) {
         self.http.round = self.http.round.wrapping_add(1);
-        let deferred = std::mem::take(&mut self.http.deferred);
+        if self.http.deferred.is_empty() {
+            return;
+        }
+        // Swapped with a spare list rather than taken, so that a pipelining
+        // client costs no allocation per round.
+        let mut deferred = std::mem::take(&mut self.http.spare_deferred);
+        std::mem::swap(&mut deferred, &mut self.http.deferred);
         for &idx in &deferred {
             if let Some(Some(c)) = self.http.conns.get_mut(idx as usize) {
                 c.deferred = false;
@@ -445,6 +454,8 @@ impl SocketWorker {
         for &idx in &deferred {
             self.http_process(idx as usize);
         }
+        deferred.clear();
+        self.http.spare_deferred = deferred;
     }
 
     /// Closes connections past their deadlines: a request head not whole
