@@ -90,6 +90,9 @@ counter_struct!(
         /// Announces with a token for another issuer or audience, or whose
         /// claims are not a swarmd token's.
         errors_token_invalid,
+        /// Announces with a token never seen when the second's signature
+        /// checks were spent (`access.token.verify_per_second`).
+        errors_token_busy,
         /// Batches to a swarm worker that found its channel full: requests
         /// dropped.
         dropped_channel_full,

@@ -344,6 +344,67 @@ fn refused_tokens_get_the_right_message_and_are_counted_by_reason() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A flood of made-up tokens, each never seen: the signature checks are
+/// bounded by `verify_per_second`, the rest are told to retry, a forged
+/// token sent again is refused from memory, and a client whose token is
+/// already verified goes on being answered.
+#[test]
+fn a_flood_of_new_tokens_costs_a_bounded_number_of_signature_checks() {
+    let dir = temp_dir("tokens-flood");
+    let rs = generate(&dir, Algorithm::RS256, "rsa-1");
+    let forger = Signer {
+        kid: rs.kid.clone(),
+        ..generate(&dir, Algorithm::RS256, "rsa-2")
+    };
+    let jwks = dir.join("keys.json");
+    write_jwks(&jwks, &[&rs]);
+    let t = tracker_with(|c| {
+        with_tokens(TokenAlgorithm::RS256, jwks)(c);
+        c.access.token.verify_per_second = 1;
+    });
+    let h = hash(1);
+    let addr = t.udp_addrs()[0];
+    // The honest client's token, verified (and cached) before the flood.
+    let good = format!("/announce?jwt={}", rs.token(&[h]));
+    assert_eq!(udp_announce(addr, h, &good), Ok(()));
+    let forged = format!("/announce?jwt={}", forger.token(&[h]));
+    let mut busy = 0;
+    for i in 0..40 {
+        let made_up = forger.sign(&claims(&[h], |c| c["n"] = json!(i)));
+        match udp_announce(addr, h, &format!("/announce?jwt={made_up}")) {
+            Err(e) if e == "token check busy, retry" => busy += 1,
+            Err(e) => assert_eq!(e, "bad token signature"),
+            Ok(()) => panic!("a forged token was accepted"),
+        }
+        assert_eq!(udp_announce(addr, h, &good), Ok(()), "the honest client");
+    }
+    // One check a second: the loop takes well under 10 s on any machine.
+    let checked = refused(&t, |f| &f.errors_token_signature);
+    assert!((1..=10).contains(&checked), "{checked} signature checks");
+    assert_eq!(busy, 40 - checked);
+    assert_eq!(refused(&t, |f| &f.errors_token_busy), busy);
+    // A forged token, once checked, is refused for what it is from then on.
+    // (Its first check waits for the next second's budget.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let first = loop {
+        match udp_announce(addr, h, &forged) {
+            Err(e) if e == "token check busy, retry" && std::time::Instant::now() < deadline => {
+                std::thread::yield_now()
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(first, Err("bad token signature".into()));
+    for _ in 0..20 {
+        assert_eq!(
+            udp_announce(addr, h, &forged),
+            Err("bad token signature".into())
+        );
+    }
+    t.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn tokens_work_with_the_allow_list_and_passkeys() {
     let dir = temp_dir("tokens-lists");

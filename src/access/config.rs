@@ -106,6 +106,13 @@ pub struct TokenConfig {
     /// ones go first, then others. Each entry holds the token (about 1 kB
     /// for RS256).
     pub cache_entries: u32,
+    /// Signature checks per second for tokens not seen before, for the
+    /// whole tracker. Beyond it such a token is refused with "token check
+    /// busy, retry" (its client retries at its next announce), so a flood of
+    /// made-up tokens costs a bounded share of a core. Refused tokens are
+    /// remembered too (as many as `cache_entries`, for 5 minutes), so one
+    /// re-announced costs a lookup.
+    pub verify_per_second: u32,
 }
 
 impl Default for TokenConfig {
@@ -118,6 +125,7 @@ impl Default for TokenConfig {
             audience: String::new(),
             leeway: 30,
             cache_entries: 65536,
+            verify_per_second: 2000,
         }
     }
 }
@@ -155,6 +163,9 @@ impl TokenConfig {
         }
         if self.cache_entries == 0 {
             return Err("access.token.cache_entries must be at least 1".into());
+        }
+        if self.verify_per_second == 0 {
+            return Err("access.token.verify_per_second must be at least 1".into());
         }
         Ok(())
     }

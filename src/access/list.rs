@@ -32,6 +32,9 @@ pub(crate) enum Refusal {
     /// Signed, but not a token for swarmd (no `exp`, a bad `infohash`), or
     /// too long to read.
     TokenInvalid,
+    /// A token never seen, when the second's signature checks are spent
+    /// (`access.token.verify_per_second`).
+    TokenBusy,
 }
 
 impl Refusal {
@@ -47,6 +50,7 @@ impl Refusal {
             Refusal::TokenWrongTorrent => "token not for this torrent",
             Refusal::TokenWrongTracker => "token not for this tracker",
             Refusal::TokenBadSignature => "bad token signature",
+            Refusal::TokenBusy => "token check busy, retry",
             Refusal::TokenInvalid => "bad token",
         }
     }
@@ -60,6 +64,7 @@ impl Refusal {
             Refusal::TokenExpired | Refusal::TokenNotYetValid => c.errors_token_expired.inc(),
             Refusal::TokenWrongTorrent => c.errors_token_torrent.inc(),
             Refusal::TokenBadSignature => c.errors_token_signature.inc(),
+            Refusal::TokenBusy => c.errors_token_busy.inc(),
             Refusal::TokenWrongTracker | Refusal::TokenInvalid => c.errors_token_invalid.inc(),
         }
     }

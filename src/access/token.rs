@@ -9,6 +9,7 @@
 
 mod cache;
 mod keys;
+mod refused;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -20,6 +21,7 @@ use super::list::Refusal;
 use crate::protocol::InfoHash;
 use cache::{Grant, TokenCache};
 use keys::Keys;
+use refused::{RefusedTokens, VerifyBudget};
 
 /// Longest token looked at. RS256 with a 4096-bit key and a few dozen info
 /// hashes fits; anything longer is refused unread, so nobody makes the
@@ -58,6 +60,8 @@ pub(crate) struct Tokens {
     validation: Validation,
     leeway: u64,
     cache: TokenCache,
+    refused: RefusedTokens,
+    budget: VerifyBudget,
 }
 
 impl Tokens {
@@ -91,6 +95,8 @@ impl Tokens {
             validation,
             leeway: u64::from(config.leeway),
             cache: TokenCache::new(config.cache_entries as usize),
+            refused: RefusedTokens::new(config.cache_entries as usize),
+            budget: VerifyBudget::new(config.verify_per_second),
         })
     }
 
@@ -118,8 +124,22 @@ impl Tokens {
             .get(token.as_bytes(), |g| grants(g, info_hash, now));
         match cached {
             Some(result) => result,
-            None => {
-                let grant = self.verify(token)?;
+            None => self.check_new(token, info_hash, now),
+        }
+    }
+
+    /// The check of a token not in the cache of good ones: a refusal
+    /// remembered, else a signature check if the budget has one left.
+    #[cold]
+    fn check_new(&self, token: &str, info_hash: &InfoHash, now: u64) -> Result<(), Refusal> {
+        if let Some(refusal) = self.refused.get(token.as_bytes(), now) {
+            return Err(refusal);
+        }
+        if !self.budget.take(now) {
+            return Err(Refusal::TokenBusy);
+        }
+        match self.verify(token) {
+            Ok(grant) => {
                 let result = grants(&grant, info_hash, now);
                 // Cached even when it names other torrents: it is good, and
                 // the next announce may be for one it names.
@@ -127,6 +147,10 @@ impl Tokens {
                     self.cache.insert(token.as_bytes(), grant, now);
                 }
                 result
+            }
+            Err(refusal) => {
+                self.refused.insert(token.as_bytes(), refusal, now);
+                Err(refusal)
             }
         }
     }
@@ -159,6 +183,11 @@ impl Tokens {
     #[cfg(test)]
     fn cached(&self) -> usize {
         self.cache.len()
+    }
+
+    #[cfg(test)]
+    fn remembered_refusals(&self) -> usize {
+        self.refused.len()
     }
 }
 

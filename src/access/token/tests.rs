@@ -15,6 +15,10 @@ fn now() -> u64 {
 const SECRET: &[u8] = b"a secret of thirty-two bytes or more";
 
 fn tokens(issuer: &str, audience: &str) -> Tokens {
+    tokens_with(issuer, audience, 2000)
+}
+
+fn tokens_with(issuer: &str, audience: &str, verify_per_second: u32) -> Tokens {
     let dir = std::env::temp_dir().join(format!("swarmd-token-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("secret-{issuer}-{audience}"));
@@ -25,6 +29,7 @@ fn tokens(issuer: &str, audience: &str) -> Tokens {
         issuer: issuer.into(),
         audience: audience.into(),
         leeway: 10,
+        verify_per_second,
         ..TokenConfig::default()
     };
     Tokens::build(&config).unwrap()
@@ -164,7 +169,7 @@ fn verified_tokens_are_cached_until_they_expire() {
         t.check(Some(&token), &a, now() + 71),
         Err(Refusal::TokenExpired)
     );
-    // Refused tokens are not cached.
+    // Refused tokens are not cached as good ones.
     let bad = format!("{token}x");
     assert_eq!(
         t.check(Some(&bad), &a, now()),
@@ -177,4 +182,38 @@ fn verified_tokens_are_cached_until_they_expire() {
         SECRET,
     );
     assert_eq!(t.check(Some(&with_aud), &a, now()), Ok(()));
+}
+
+#[test]
+fn refusals_are_remembered_and_new_tokens_share_a_budget_of_checks() {
+    let t = tokens_with("", "", 2);
+    let a = InfoHash([0xaa; 20]);
+    let at = now();
+    let good = sign(json!({"exp": at + 60, "infohash": hex(&a)}), SECRET);
+    let forged = sign(
+        json!({"exp": at + 60, "infohash": hex(&a)}),
+        b"another secret of thirty-two bytes",
+    );
+    assert_eq!(t.check(Some(&good), &a, at), Ok(()));
+    assert_eq!(
+        t.check(Some(&forged), &a, at),
+        Err(Refusal::TokenBadSignature)
+    );
+    assert_eq!(t.remembered_refusals(), 1);
+    // The second's two checks are spent: the forged token is still refused
+    // for what it is (remembered, no check), the good one still passes
+    // (cached), and only a token never seen is told to retry.
+    for _ in 0..100 {
+        assert_eq!(
+            t.check(Some(&forged), &a, at),
+            Err(Refusal::TokenBadSignature)
+        );
+        assert_eq!(t.check(Some(&good), &a, at), Ok(()));
+    }
+    let new = sign(json!({"exp": at + 61, "infohash": hex(&a)}), SECRET);
+    assert_eq!(t.check(Some(&new), &a, at), Err(Refusal::TokenBusy));
+    assert_eq!(t.remembered_refusals(), 1, "busy is not remembered");
+    // The next second has checks again.
+    assert_eq!(t.check(Some(&new), &a, at + 1), Ok(()));
+    assert_eq!(t.cached(), 2);
 }
