@@ -288,6 +288,22 @@ pub fn set_nofile_limits(soft: u64, hard: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Puts the calling thread in the `SCHED_IDLE` class: it runs only when no
+/// other thread wants the CPU, and any other thread that wakes takes the CPU
+/// from it at once. Linux only; elsewhere nothing happens.
+pub fn run_only_when_idle() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler only reads the live struct we pass;
+        // pid 0 is the calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Switches the whole process (every thread: glibc's setuid and setgid
 /// apply to all threads) to `user` and `group` (or the user's primary
 /// group), dropping supplementary groups. Root only.

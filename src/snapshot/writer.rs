@@ -6,7 +6,8 @@
 //! Why announces don't stall: a shard is copied a slice at a time
 //! ([`super::file::SLICE_PEERS`] peers, encoded straight into the section
 //! being built) under its lock, and the lock is let go before the bytes go
-//! to the file.
+//! to the file; and the periodic thread is in the idle scheduling class, so
+//! its encoding never takes a worker's time slice.
 
 use std::io;
 use std::path::PathBuf;
@@ -128,6 +129,16 @@ impl Snapshots {
 }
 
 fn every_interval(target: &Target, every: Duration, stopped: Receiver<()>) {
+    // Encoding a snapshot is seconds of CPU at millions of peers; on a
+    // machine whose cores the workers keep busy it would take their time
+    // slices and show as a stall of announces. As an idle-class thread it
+    // gives way to a worker the moment one wakes. The cost: with every core
+    // busy all the time, periodic snapshots get only a sliver of CPU and
+    // take longer (the one on stop runs on the main thread, at normal
+    // priority, once the workers are gone).
+    if let Err(e) = crate::sys::run_only_when_idle() {
+        log::debug!("state: the snapshot thread keeps its priority: {e}");
+    }
     loop {
         match stopped.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
