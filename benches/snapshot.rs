@@ -3,7 +3,8 @@
 //! loading it (decode and restore every index), building the same state
 //! from announces in memory (what loading competes with), and the longest
 //! hold of a shard's lock while writing (one slice). Prints the file's
-//! bytes per peer and its size against the compact data it holds.
+//! bytes per peer and its size against the compact data it holds. With
+//! `SWARMD_SNAPSHOT_KEEP=FILE`, keeps the snapshot it made in FILE.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -83,6 +84,12 @@ fn load(bytes: &[u8]) -> Vec<Swarms> {
 fn benches(c: &mut Criterion) {
     let swarms = build();
     let bytes = encode(&swarms);
+    // A state file for whole-daemon runs (benches/snapshot_stall.sh starts
+    // swarmd on it): its peers have a whole peer timeout left.
+    if let Some(keep) = std::env::var_os("SWARMD_SNAPSHOT_KEEP") {
+        std::fs::write(&keep, &bytes).unwrap();
+        eprintln!("snapshot kept in {}", std::path::Path::new(&keep).display());
+    }
     let peers = (TORRENTS * PEERS_PER_TORRENT) as f64;
     let data = TORRENTS as f64 * 20.0 + peers * 6.0;
     eprintln!(
