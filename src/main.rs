@@ -189,6 +189,14 @@ fn run(path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
         }
         if !p.user.is_empty() {
             log::info!("running as user {:?}", p.user);
+            // The check at start ran as root, who can write anywhere: the
+            // snapshots are written by this user from now on.
+            if let Some(state) = config.state.path() {
+                if let Err(e) = swarmd::snapshot::file::check_writable(state) {
+                    let _ = tracker.stop();
+                    bail!("as user {:?}: {e}", p.user);
+                }
+            }
         }
     }
 

@@ -482,3 +482,62 @@ fn reload_names_every_key_that_needs_a_restart() {
     }
     t.stop().unwrap();
 }
+
+/// The snapshot directory is checked again once the user is switched: root
+/// could write where the user cannot, and every snapshot after would fail.
+#[test]
+fn as_the_configured_user_it_writes_its_snapshots_or_refuses_to_start() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !can_run(
+        root,
+        "CI must run the tests as root, to test the switch of user",
+        "run the tests as root to test the switch of user",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = temp_dir("privileges-state");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let config = dir.join("tracker.toml");
+    let text = format!(
+        "{}[privileges]\nuser = \"nobody\"\n[state]\npath = \"{}\"\n",
+        config_text(1800),
+        state.join("swarmd.state").display()
+    );
+    std::fs::write(&config, text).unwrap();
+
+    // Root's directory: the user cannot write there, so no start.
+    let mut d = Daemon::start(&config);
+    let status = d.wait_exit(Duration::from_secs(10)).expect("it exits");
+    assert!(!status.success());
+    let log = d.rest_of_log().join("\n");
+    assert!(
+        log.contains("as user \"nobody\"") && log.contains("cannot write in"),
+        "{log}"
+    );
+
+    // The user's own directory: snapshots are written, as that user.
+    let chown = Command::new("chown")
+        .args(["nobody", state.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut d = Daemon::start(&config);
+    let addr = d.logged_addr("udp");
+    d.wait_for("running as user \"nobody\"");
+    let mut c = Client::new(addr);
+    c.announce(hash(7), AnnounceEvent::Started, 100);
+    d.signal(libc::SIGTERM);
+    assert!(d.child.wait().unwrap().success());
+    let file = std::fs::metadata(state.join("swarmd.state")).unwrap();
+    assert_eq!(file.uid(), 65534, "written by nobody");
+    let mut d = Daemon::start(&config);
+    let addr = d.logged_addr("udp");
+    assert_eq!(Client::new(addr).scrape(&[hash(7)])[0].leechers, 1);
+    d.signal(libc::SIGTERM);
+    assert!(d.child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
