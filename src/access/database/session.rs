@@ -221,7 +221,10 @@ impl Session {
         let stats = self.stats.clone();
         let counters = &stats.database;
         counters.connected.set(client.is_some() as u64);
-        let mut errors = LogLimit::per_minute();
+        // One limiter a kind, so that one kind never hides another.
+        let mut load_errors = LogLimit::per_minute();
+        let mut connect_errors = LogLimit::per_minute();
+        let mut losses = LogLimit::per_minute();
         let mut write_errors = LogLimit::per_minute();
         let mut taker = Taker::default();
         let mut pending = Pending::new(self.db.write_back_max_users as usize);
@@ -268,7 +271,7 @@ impl Session {
                         counters.connect_failures.inc();
                         next_connect = now + backoff;
                         backoff = (backoff * 2).min(BACKOFF.1);
-                        errors.log(|n| {
+                        connect_errors.log(|n| {
                             log::warn!("access database: keeping the old lists: {e}{}", more(n))
                         });
                     }
@@ -281,7 +284,7 @@ impl Session {
                     Some(c) => match self.load(c) {
                         Ok(summary) => log::debug!("access database: loaded {summary}"),
                         Err(e) => {
-                            errors.log(|n| {
+                            load_errors.log(|n| {
                                 log::warn!("access database: keeping the old lists: {e}{}", more(n))
                             });
                         }
@@ -340,7 +343,7 @@ impl Session {
                         client = None;
                         counters.connected.set(0);
                         next_connect = Instant::now();
-                        errors.log(|n| {
+                        losses.log(|n| {
                             log::warn!(
                                 "access database: lost the connection to {}{}",
                                 self.target,
