@@ -271,6 +271,27 @@ mod tests {
     }
 
     #[test]
+    fn the_database_replaces_both_files() {
+        let mut c: AccessConfig = toml::from_str(
+            "mode = \"allow\"\n[database]\nurl = \"host=/run/postgresql\"\n\
+             torrents_query = \"SELECT h FROM t\"\npasskeys_query = \"SELECT k, u FROM p\"\n",
+        )
+        .unwrap();
+        assert!(c.check().is_ok());
+        assert!(c.passkeys_enabled());
+        assert!(c.files().is_empty(), "no file is read");
+        c.passkeys_file = "keys".into();
+        let e = c.check().unwrap_err();
+        assert!(
+            e.contains("passkeys_file") && e.contains("remove one"),
+            "{e}"
+        );
+        c.passkeys_file = PathBuf::new();
+        c.database.torrents_query.clear();
+        assert!(c.check().unwrap_err().contains("torrents_query"));
+    }
+
+    #[test]
     fn credential_paths_resolve_in_the_credentials_directory() {
         let mut c = AccessConfig {
             passkeys_file: "credential:keys".into(),

@@ -97,13 +97,7 @@ impl DatabaseConfig {
             );
         }
         let channel = &self.listen_channel;
-        if !channel.is_empty()
-            && !(channel.len() <= 63
-                && channel
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && !channel.as_bytes()[0].is_ascii_digit())
-        {
+        if !channel.is_empty() && !identifier(channel) {
             return Err(format!(
                 "access.database.listen_channel {channel:?}: use up to 63 letters, digits and _, \
                  not starting with a digit"
@@ -144,6 +138,14 @@ impl DatabaseConfig {
         config.keepalives(true);
         Ok(config)
     }
+}
+
+/// A name PostgreSQL takes unquoted (folded to lower case, as the site's
+/// own unquoted `NOTIFY name` is), so `LISTEN name` needs no quoting.
+fn identifier(name: &str) -> bool {
+    name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Where a client connects, for the log: hosts, port and database, never

@@ -164,6 +164,76 @@ impl ToSql for Param<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{AccessConfig, Account, Ledger};
+    use crate::protocol::{AnnounceEvent, InfoHash};
+    use crate::swarm::{Announce, PeerAddr};
+
+    /// One announce of `tally` adding `up` bytes uploaded (a new peer each
+    /// time, starting its count).
+    fn traffic(ledger: &mut Ledger, tally: &Arc<PasskeyTally>, port: u8, up: u64) {
+        let announce = Announce {
+            info_hash: InfoHash([1; 20]),
+            addr: PeerAddr::V4([127, 0, 0, 1, 0, port]),
+            event: AnnounceEvent::Started,
+            seeder: false,
+            num_want: 0,
+        };
+        let account = Account {
+            tally: tally.clone(),
+            uploaded: up,
+            downloaded: 0,
+        };
+        ledger.record(&account, &announce, 1);
+    }
+
+    fn pending_of(p: &Pending, user: &str) -> Option<PasskeyCounters> {
+        p.iter().find(|(u, _)| *u == user).map(|(_, c)| *c)
+    }
+
+    #[test]
+    fn the_taker_takes_each_increase_once_also_of_keys_that_left() {
+        let config = AccessConfig::default();
+        let keys = [
+            ("k1".to_string(), Some("alice".to_string())),
+            ("k2".to_string(), None),
+            ("k3".to_string(), Some("carol".to_string())),
+            ("k4".to_string(), Some("alice".to_string())),
+        ];
+        let list = AccessList::assemble(&config, &[], Some(&keys), None).unwrap();
+        let tally = |list: &AccessList, n: usize| list.tallies().nth(n).unwrap().1.clone();
+        let mut ledger = Ledger::new(100);
+        for n in 0..4 {
+            traffic(&mut ledger, &tally(&list, n), n as u8, 100);
+        }
+        let mut taker = Taker::default();
+        let mut pending = Pending::new(10);
+        taker.take(&list, &mut pending);
+        assert_eq!(pending.len(), 2, "a key without a user is not written");
+        assert_eq!(pending_of(&pending, "alice").unwrap().uploaded, 200);
+        assert_eq!(pending_of(&pending, "carol").unwrap().uploaded, 100);
+        pending.clear();
+        taker.take(&list, &mut pending);
+        assert_eq!(pending.len(), 0, "nothing new, nothing taken");
+
+        // k3 leaves the lists while an announce still holds its tally.
+        let k3 = list
+            .tallies()
+            .find(|(user, _)| *user == Some("carol"))
+            .map(|(_, t)| t.clone())
+            .unwrap();
+        let left = [keys[0].clone(), keys[1].clone(), keys[3].clone()];
+        let newer = AccessList::assemble(&config, &[], Some(&left), Some(&list)).unwrap();
+        drop(list);
+        traffic(&mut ledger, &k3, 9, 50);
+        taker.take(&newer, &mut pending);
+        assert_eq!(pending_of(&pending, "carol").unwrap().uploaded, 50);
+        assert_eq!(taker.seen.len(), 4, "kept while something holds it");
+        drop(k3);
+        taker.take(&newer, &mut pending);
+        assert_eq!(taker.seen.len(), 3, "then read a last time and forgotten");
+        assert_eq!(pending_of(&pending, "carol").unwrap().uploaded, 50);
+        assert_eq!(pending.len(), 1);
+    }
 
     #[test]
     fn pending_is_bounded_and_counts_what_it_drops() {
