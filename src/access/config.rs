@@ -51,6 +51,7 @@ pub struct AccessConfig {
     pub passkeys_file: PathBuf,
     /// Seconds between checks of both files for changes (reloaded when
     /// changed). 0: reload only on SIGHUP. A bad file keeps the old lists.
+    /// With `[access.database]`: seconds between loads of its queries.
     pub reload_interval: u32,
     /// `[access.token]`: signed announce tokens (JWT). Off by default.
     pub token: TokenConfig,

@@ -103,6 +103,12 @@ impl DatabaseConfig {
                  not starting with a digit"
             ));
         }
+        if self.write_back_enabled() && self.passkeys_query.trim().is_empty() {
+            return Err(
+                "access.database.write_back needs passkeys_query: traffic is counted by passkey"
+                    .into(),
+            );
+        }
         if self.write_back_enabled() && self.write_back_interval == 0 {
             return Err("access.database.write_back_interval must be at least 1".into());
         }
