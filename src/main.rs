@@ -282,9 +282,15 @@ fn check_config(path: &Path, skip_credentials: bool) -> anyhow::Result<()> {
             if access.passkeys_file.starts_with(&dir) {
                 access.passkeys_file = PathBuf::new();
             }
+            if access.database.password_file.starts_with(&dir) {
+                access.database.password_file = PathBuf::new();
+            }
         }
     }
     swarmd::access::Access::load(&config.access).map_err(anyhow::Error::msg)?;
+    // The database itself is not asked: a running daemon rides out its
+    // outages, so a check before a reload must not fail on one.
+    swarmd::access::check_database(&config.access).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

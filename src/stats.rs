@@ -223,6 +223,32 @@ counter_struct!(
     }
 );
 
+counter_struct!(
+    /// The access lists' PostgreSQL session (`[access.database]`); written
+    /// by its one thread.
+    DatabaseCounters {
+        /// 1 when `[access.database]` is on (its metrics are exported).
+        enabled,
+        /// Gauge: 1 while connected.
+        connected,
+        /// Loads of both lists that were swapped in (or found unchanged).
+        reloads_ok,
+        /// Loads that failed (query error, bad row, no connection): the old
+        /// lists stayed.
+        reloads_failed,
+        /// Bad rows in the queries' results.
+        rows_rejected,
+        connect_failures,
+        /// Write-back transactions committed, and failed (kept, retried).
+        write_backs_ok,
+        write_backs_failed,
+        /// Gauge: users whose traffic waits for a commit.
+        write_back_pending_users,
+        /// Users' increases dropped, `write_back_max_users` being pending.
+        write_back_dropped,
+    }
+);
+
 /// All counters of a running tracker.
 #[derive(Debug)]
 pub struct Stats {
@@ -240,6 +266,7 @@ pub struct Stats {
     pub workers_started: usize,
     pub started: std::time::Instant,
     pub snapshot: SnapshotCounters,
+    pub database: DatabaseCounters,
 }
 
 impl Stats {
@@ -252,6 +279,7 @@ impl Stats {
             workers_started: socket_workers + swarm_workers,
             started: std::time::Instant::now(),
             snapshot: SnapshotCounters::default(),
+            database: DatabaseCounters::default(),
         }
     }
 

@@ -81,6 +81,8 @@ pub struct Tracker {
     access: Arc<Access>,
     /// The `access-reload` thread, stopped by dropping the sender.
     access_reload: Option<(Sender<()>, JoinHandle<()>)>,
+    /// The `access-db` thread, with `[access.database]`.
+    database: Option<access::database::Database>,
     view: TrackerView,
     stats_addr: Option<SocketAddr>,
     stats_waker: Option<mio::Waker>,
@@ -174,6 +176,11 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let started = Instant::now();
     let ids = ConnectionIds::new();
     let (death_tx, deaths) = crossbeam_channel::unbounded();
+    // Before any worker runs: none serves lists the database hasn't given.
+    let database = access::database::start(&access, &config.access, &stats, |run| {
+        spawn_helper("access-db", &death_tx, run)
+    })
+    .map_err(StartError::Access)?;
 
     let mut polls = Vec::with_capacity(socket_workers);
     let mut wakes = Vec::with_capacity(socket_workers);
@@ -311,6 +318,8 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         stats_thread = Some(spawn_helper("stats", &death_tx, move || server.run())?);
     }
     let access_reload = match config.access.reload_interval {
+        // The database's session reloads on its own timer.
+        _ if database.is_some() => None,
         0 => None,
         secs => {
             let (stop, stopped) = bounded::<()>(0);
@@ -343,6 +352,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     Ok(Tracker {
         access,
         access_reload,
+        database,
         stats_addr,
         stats_waker,
         stats_thread,
@@ -471,6 +481,12 @@ impl Tracker {
         if let Some(snapshots) = self.snapshots {
             let _ = snapshots.stop();
         }
+        // After the swarm workers: its last write-back has all the traffic.
+        if let Some(database) = self.database {
+            if !database.stop() {
+                panicked.push("access-db".into());
+            }
+        }
         if let Some((stop, handle)) = self.access_reload {
             drop(stop);
             // Joined only if it ends soon: it may be waiting for (or doing)
@@ -529,6 +545,8 @@ impl Reloader {
             swarm.peer_ids,
             // The reload thread's period is fixed when it starts.
             access.reload_interval,
+            // The database's session connects once, with these.
+            access.database,
             // The stats thread binds once and sizes its top list once.
             stats.address,
             stats.interval,

@@ -383,6 +383,7 @@ fn reload_names_every_key_that_needs_a_restart() {
                 passkeys_file: _,
                 reload_interval: _,
                 token: _,
+                database: _,
             },
         stats:
             swarmd::config::StatsConfig {
@@ -400,7 +401,7 @@ fn reload_names_every_key_that_needs_a_restart() {
     } = &base;
 
     type Edit = fn(&mut swarmd::Config);
-    let restart: [(&str, Edit); 18] = [
+    let restart: [(&str, Edit); 19] = [
         ("udp.addresses", |c| c.udp.addresses.clear()),
         ("udp.recv_buffer_size", |c| c.udp.recv_buffer_size += 1),
         ("udp.send_buffer_size", |c| c.udp.send_buffer_size += 1),
@@ -422,6 +423,9 @@ fn reload_names_every_key_that_needs_a_restart() {
         }),
         ("swarm.peer_ids", |c| c.swarm.peer_ids = true),
         ("access.reload_interval", |c| c.access.reload_interval = 7),
+        ("access.database", |c| {
+            c.access.database.write_back_interval = 7
+        }),
         ("stats.address", |c| c.stats.address = String::new()),
         ("stats.interval", |c| c.stats.interval = Positive(7)),
         ("stats.top_torrents", |c| c.stats.top_torrents = 7),

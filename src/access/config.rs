@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::database::DatabaseConfig;
+
 /// The prefix of a path that names a systemd credential.
 const CREDENTIAL: &str = "credential:";
 
@@ -49,9 +51,13 @@ pub struct AccessConfig {
     pub passkeys_file: PathBuf,
     /// Seconds between checks of both files for changes (reloaded when
     /// changed). 0: reload only on SIGHUP. A bad file keeps the old lists.
+    /// With `[access.database]`: seconds between loads of its queries.
     pub reload_interval: u32,
     /// `[access.token]`: signed announce tokens (JWT). Off by default.
     pub token: TokenConfig,
+    /// `[access.database]`: both lists from the site's PostgreSQL database
+    /// instead of the files. Off by default.
+    pub database: DatabaseConfig,
 }
 
 /// The signature algorithm announce tokens must use; any other, `none`
@@ -174,7 +180,21 @@ impl TokenConfig {
 impl AccessConfig {
     /// Checks that span several keys of the table.
     pub fn check(&self) -> Result<(), String> {
-        if self.mode != AccessMode::Off && self.info_hash_file.as_os_str().is_empty() {
+        if self.database.enabled() {
+            // Both lists come from the database: a file beside it would be
+            // silently ignored, so it is refused instead.
+            for (key, path) in [
+                ("info_hash_file", &self.info_hash_file),
+                ("passkeys_file", &self.passkeys_file),
+            ] {
+                if !path.as_os_str().is_empty() {
+                    return Err(format!(
+                        "access.{key} is set but [access.database] replaces it: remove one"
+                    ));
+                }
+            }
+            self.database.check(self.mode != AccessMode::Off)?;
+        } else if self.mode != AccessMode::Off && self.info_hash_file.as_os_str().is_empty() {
             return Err(format!(
                 "access.mode is {:?} but access.info_hash_file is empty",
                 format!("{:?}", self.mode).to_lowercase()
@@ -194,6 +214,10 @@ impl AccessConfig {
         for (key, path) in [
             ("access.info_hash_file", &mut self.info_hash_file),
             ("access.passkeys_file", &mut self.passkeys_file),
+            (
+                "access.database.password_file",
+                &mut self.database.password_file,
+            ),
         ] {
             let Some(name) = path.to_str().and_then(|p| p.strip_prefix(CREDENTIAL)) else {
                 continue;
@@ -217,16 +241,20 @@ impl AccessConfig {
     }
 
     pub(crate) fn passkeys_enabled(&self) -> bool {
-        !self.passkeys_file.as_os_str().is_empty()
+        if self.database.enabled() {
+            !self.database.passkeys_query.trim().is_empty()
+        } else {
+            !self.passkeys_file.as_os_str().is_empty()
+        }
     }
 
     /// The files this configuration reads, in the order they are read.
     pub(crate) fn files(&self) -> Vec<&Path> {
         let mut files = Vec::new();
-        if self.mode != AccessMode::Off {
+        if self.mode != AccessMode::Off && !self.database.enabled() {
             files.push(self.info_hash_file.as_path());
         }
-        if self.passkeys_enabled() {
+        if self.passkeys_enabled() && !self.database.enabled() {
             files.push(self.passkeys_file.as_path());
         }
         files.extend(self.token.key_file());
@@ -252,6 +280,27 @@ mod tests {
         c.info_hash_file = "x".into();
         assert!(c.check().is_ok());
         assert!(AccessConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn the_database_replaces_both_files() {
+        let mut c: AccessConfig = toml::from_str(
+            "mode = \"allow\"\n[database]\nurl = \"host=/run/postgresql\"\n\
+             torrents_query = \"SELECT h FROM t\"\npasskeys_query = \"SELECT k, u FROM p\"\n",
+        )
+        .unwrap();
+        assert!(c.check().is_ok());
+        assert!(c.passkeys_enabled());
+        assert!(c.files().is_empty(), "no file is read");
+        c.passkeys_file = "keys".into();
+        let e = c.check().unwrap_err();
+        assert!(
+            e.contains("passkeys_file") && e.contains("remove one"),
+            "{e}"
+        );
+        c.passkeys_file = PathBuf::new();
+        c.database.torrents_query.clear();
+        assert!(c.check().unwrap_err().contains("torrents_query"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub(crate) fn parse_info_hashes(text: &str, origin: &str) -> Result<Vec<InfoHash
     Ok(out)
 }
 
-fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     (1..=128).contains(&key.len())
         && key
             .bytes()

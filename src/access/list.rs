@@ -122,19 +122,40 @@ impl AccessList {
         config: &AccessConfig,
         previous: Option<&AccessList>,
     ) -> Result<AccessList, String> {
+        let mut hashes = Vec::new();
+        let mut passkeys = None;
+        if config.database.enabled() {
+            // The database's session fills the lists in (see `assemble`);
+            // until then they are empty, and nothing is served before.
+            passkeys = config.passkeys_enabled().then(Vec::new);
+        } else {
+            if config.mode != AccessMode::Off {
+                let path = &config.info_hash_file;
+                hashes = parse_info_hashes(&read(path)?, &path.display().to_string())?;
+            }
+            if config.passkeys_enabled() {
+                let path = &config.passkeys_file;
+                passkeys = Some(parse_passkeys(&read(path)?, &path.display().to_string())?);
+            }
+        }
+        AccessList::assemble(config, &hashes, passkeys.as_deref(), previous)
+    }
+
+    /// Lists of `config`'s mode with these hashes and passkeys (None:
+    /// passkeys off), and the token keys its files name. Tallies of keys
+    /// that `previous` also lists carry over.
+    pub(crate) fn assemble(
+        config: &AccessConfig,
+        hashes: &[InfoHash],
+        passkeys: Option<&[(String, Option<String>)]>,
+        previous: Option<&AccessList>,
+    ) -> Result<AccessList, String> {
         let mut list = AccessList::open();
         list.mode = config.mode;
         if config.mode != AccessMode::Off {
-            let path = &config.info_hash_file;
-            let text = read(path)?;
-            list.hashes = parse_info_hashes(&text, &path.display().to_string())?
-                .into_iter()
-                .collect();
+            list.hashes = hashes.iter().copied().collect();
         }
-        if config.passkeys_enabled() {
-            let path = &config.passkeys_file;
-            let text = read(path)?;
-            let keys = parse_passkeys(&text, &path.display().to_string())?;
+        if let Some(keys) = passkeys {
             let old = previous.and_then(|p| p.passkeys.as_ref());
             let mut map = hashbrown::HashMap::with_capacity_and_hasher(
                 keys.len(),
@@ -146,9 +167,9 @@ impl AccessList {
                     .map(|p| p.tally.clone())
                     .unwrap_or_default();
                 map.insert(
-                    key.into_boxed_str(),
+                    Box::from(key.as_str()),
                     Passkey {
-                        user: user.map(String::into_boxed_str),
+                        user: user.as_deref().map(Box::from),
                         tally,
                     },
                 );
@@ -159,6 +180,14 @@ impl AccessList {
             list.tokens = Some(Tokens::build(&config.token)?);
         }
         Ok(list)
+    }
+
+    /// Each passkey's user and tally, for the traffic write-back.
+    pub(crate) fn tallies(&self) -> impl Iterator<Item = (Option<&str>, &Arc<PasskeyTally>)> {
+        self.passkeys
+            .iter()
+            .flatten()
+            .map(|(_, p)| (p.user.as_deref(), &p.tally))
     }
 
     /// What the lists hold, for the log.

@@ -11,9 +11,12 @@
 //! - `route`: where a request goes and which passkey and token it carries,
 //!   for HTTP paths and BEP 41 URL data alike;
 //! - `token`: signed announce tokens (JWT): keys, checks, and the cache of
-//!   tokens already verified.
+//!   tokens already verified;
+//! - `database`: both lists from the site's PostgreSQL database, and the
+//!   users' traffic written back to it.
 
 mod config;
+pub(crate) mod database;
 mod file;
 mod ledger;
 mod list;
@@ -22,6 +25,7 @@ mod shared;
 mod token;
 
 pub use config::{AccessConfig, AccessMode, TokenAlgorithm, TokenConfig};
+pub use database::{check as check_database, DatabaseConfig};
 // `Account`, `Ledger` and `AccessReader` are only used in the crate, but
 // public fields and methods of `crate::workers` name them; they can be
 // `pub(crate)` once those are.

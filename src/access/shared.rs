@@ -42,6 +42,8 @@ pub struct Access {
     config: Mutex<(AccessConfig, Stamps)>,
     /// In an `Arc` of its own so that readers' caches can hold it.
     current: Arc<ArcSwap<AccessList>>,
+    /// With `[access.database]`: asks its session for a reload.
+    database: std::sync::OnceLock<crossbeam_channel::Sender<()>>,
 }
 
 impl Access {
@@ -53,6 +55,7 @@ impl Access {
         Ok(Access {
             config: Mutex::new((config.clone(), stamps)),
             current: Arc::new(ArcSwap::from_pointee(list)),
+            database: Default::default(),
         })
     }
 
@@ -61,23 +64,81 @@ impl Access {
         Access {
             config: Mutex::new((AccessConfig::default(), Vec::new())),
             current: Arc::new(ArcSwap::from_pointee(AccessList::open())),
+            database: Default::default(),
         }
     }
 
     /// Re-reads the files and swaps the new lists in. On an error (file,
     /// line, reason) the old lists stay.
+    ///
+    /// With `[access.database]`, asks the database's session to reload and
+    /// returns at once; it logs what came of it.
     pub fn reload(&self) -> Result<(), String> {
         let mut guard = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.0.database.enabled() {
+            self.ask_database();
+            return Ok(());
+        }
         let config = guard.0.clone();
         self.reload_locked(&mut guard, &config)
     }
 
     /// Like [`Access::reload`], with a new `[access]` table; it is kept only
-    /// if its files are good. The reload interval is fixed at start-up.
+    /// if its files are good. The reload interval and `[access.database]`
+    /// are fixed at start-up.
     pub fn reload_with(&self, config: &AccessConfig) -> Result<(), String> {
-        config.check().map_err(|e| format!("[access]: {e}"))?;
         let mut guard = self.config.lock().unwrap_or_else(|e| e.into_inner());
-        self.reload_locked(&mut guard, config)
+        let mut config = config.clone();
+        config.database = guard.0.database.clone();
+        config.check().map_err(|e| format!("[access]: {e}"))?;
+        if config.database.enabled() {
+            // Checked, and used by the session's next load (the token keys
+            // are read then too).
+            guard.0 = config;
+            self.ask_database();
+            return Ok(());
+        }
+        self.reload_locked(&mut guard, &config)
+    }
+
+    fn ask_database(&self) {
+        if let Some(tx) = self.database.get() {
+            // Full: a reload is asked for already, and reads the database
+            // as it is when it runs.
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Where [`Access::reload`] sends its requests with `[access.database]`.
+    pub(crate) fn set_database(&self, tx: crossbeam_channel::Sender<()>) {
+        let _ = self.database.set(tx);
+    }
+
+    /// The `[access]` table in force.
+    pub(crate) fn config(&self) -> AccessConfig {
+        let guard = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.clone()
+    }
+
+    /// Swaps in lists with these hashes and passkeys (from the database),
+    /// built with the `[access]` table in force, which must be `config`
+    /// (else Ok(false) and nothing changes: the caller reads again). An
+    /// error (a token key file) keeps the old lists.
+    pub(crate) fn install(
+        &self,
+        config: &AccessConfig,
+        hashes: &[InfoHash],
+        passkeys: Option<&[(String, Option<String>)]>,
+    ) -> Result<bool, String> {
+        let guard = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.0 != *config {
+            return Ok(false);
+        }
+        let old = self.current();
+        let list = AccessList::assemble(config, hashes, passkeys, Some(&old))?;
+        log::info!("access: {}", list.summary());
+        self.current.store(Arc::new(list));
+        Ok(true)
     }
 
     /// Reloads only if a file changed (modification time or length) since

@@ -396,5 +396,6 @@ pub fn prometheus(stats: &Stats) -> String {
             out.push('\n');
         }
     }
+    out.push_str(&crate::access::database::prometheus(&stats.database));
     out
 }
