@@ -36,7 +36,7 @@ Usage: swarmd-fanout [options]
   --rate P          peer records per second of the paced (lag) runs (default 100000)
   --records LIST    records per message (default 1,64,512)
   --engines LIST    of nats, redis, redis-push, redis-stream (default: all)
-  --window-kb K     saturating runs: bytes in flight before the publisher waits (default 1024)
+  --window-kb K     saturating runs: bytes in flight before the publisher waits (default 4096)
   --warm-peers N    peers a late node fetches (default 5000000; 0 skips)
   --no-restart      skip the engine-restart runs
   --subscribers N   subscribers per engine (default 3)
@@ -67,7 +67,7 @@ fn parse() -> Result<Options> {
             Engine::RedisPush,
             Engine::RedisStream,
         ],
-        window_kb: 1024,
+        window_kb: 4096,
         warm_peers: 5_000_000,
         restart: true,
         subscribers: 3,

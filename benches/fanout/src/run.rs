@@ -137,7 +137,9 @@ async fn publish(plan: &Plan, shared: &Shared) -> Result<Sent> {
     while start.elapsed() < plan.duration {
         let count = match plan.pace {
             Pace::Saturate { window_bytes } => {
-                let window = (window_bytes / batch_bytes).max(8) as u64;
+                // At most 32768 batches too: async-nats drops what overflows
+                // a subscription's 65536-message buffer (a slow consumer).
+                let window = (window_bytes / batch_bytes).clamp(8, 32_768) as u64;
                 let outstanding = seq - shared.min_progress();
                 if outstanding >= window {
                     let _ = timeout(Duration::from_millis(50), shared.progressed.notified()).await;
