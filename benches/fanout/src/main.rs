@@ -161,7 +161,7 @@ fn bench(options: &Options) -> Result<()> {
         .filter(|e| servers.get(e.server()).is_some())
         .collect();
     println!(
-        "{} cores, load {} at start; {} subscribers, {:.0} s a run",
+        "{} cores, load {} at start; {} subscribers, {} s a run",
         thread::available_parallelism().map_or(0, |n| n.get()),
         load(),
         options.subscribers,
