@@ -220,6 +220,21 @@ counter_struct!(
     }
 );
 
+counter_struct!(
+    /// The `/events` feed; written by the stats thread alone.
+    EventsCounters {
+        /// Gauge: subscribers connected now.
+        subscribers,
+        /// Events queued for subscribers (one per torrent per subscriber).
+        events_sent,
+        /// Subscribers that fell too far behind: sent `resync` and closed.
+        dropped_slow,
+        /// Subscriptions answered 503, `max_event_subscribers` being
+        /// reached.
+        refused,
+    }
+);
+
 /// All counters of a running tracker.
 #[derive(Debug)]
 pub struct Stats {
@@ -237,6 +252,7 @@ pub struct Stats {
     pub workers_started: usize,
     pub started: std::time::Instant,
     pub snapshot: SnapshotCounters,
+    pub events: EventsCounters,
 }
 
 impl Stats {
@@ -249,6 +265,7 @@ impl Stats {
             workers_started: socket_workers + swarm_workers,
             started: std::time::Instant::now(),
             snapshot: SnapshotCounters::default(),
+            events: EventsCounters::default(),
         }
     }
 
