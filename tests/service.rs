@@ -389,6 +389,10 @@ fn reload_names_every_key_that_needs_a_restart() {
                 address: _,
                 interval: _,
                 top_torrents: _,
+                events_interval_ms: _,
+                max_event_subscribers: _,
+                // Not in tracker.toml: a reload never changes it.
+                events_heartbeat: _,
             },
         state:
             swarmd::snapshot::StateConfig {
@@ -400,7 +404,7 @@ fn reload_names_every_key_that_needs_a_restart() {
     } = &base;
 
     type Edit = fn(&mut swarmd::Config);
-    let restart: [(&str, Edit); 18] = [
+    let restart: [(&str, Edit); 20] = [
         ("udp.addresses", |c| c.udp.addresses.clear()),
         ("udp.recv_buffer_size", |c| c.udp.recv_buffer_size += 1),
         ("udp.send_buffer_size", |c| c.udp.send_buffer_size += 1),
@@ -425,6 +429,12 @@ fn reload_names_every_key_that_needs_a_restart() {
         ("stats.address", |c| c.stats.address = String::new()),
         ("stats.interval", |c| c.stats.interval = Positive(7)),
         ("stats.top_torrents", |c| c.stats.top_torrents = 7),
+        ("stats.events_interval_ms", |c| {
+            c.stats.events_interval_ms = 70
+        }),
+        ("stats.max_event_subscribers", |c| {
+            c.stats.max_event_subscribers = 7
+        }),
         ("state.path", |c| c.state.path = "elsewhere.bin".into()),
         ("state.interval", |c| c.state.interval = 7),
         ("privileges.user", |c| c.privileges.user = "nobody".into()),

@@ -40,7 +40,7 @@ pub(crate) const SEND_BUFFER: usize = 64 << 10;
 /// Bytes a subscriber may send after its request before it is closed.
 const MAX_READ: usize = 4096;
 /// How long a subscriber cut off as too slow has to take its `resync`.
-const RESYNC_GRACE: Duration = Duration::from_secs(1);
+const RESYNC_GRACE: Duration = Duration::from_secs(5);
 /// How long a round waits for the swarm workers' answers; one that comes
 /// later goes into the next round.
 const ROUND_WAIT: Duration = Duration::from_millis(500);
@@ -50,6 +50,9 @@ Cache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r
 : swarmd /events\n\n";
 const PING: &[u8] = b": ping\n\n";
 const RESYNC: &[u8] = b"event: resync\ndata: {\"reason\":\"too slow\"}\n\n";
+
+/// One shard's answer: the torrents that changed, with their counts.
+type Changed = Vec<(InfoHash, ScrapeStats)>;
 
 /// What `[stats]` says of the feed.
 #[derive(Clone, Debug)]
@@ -193,10 +196,7 @@ pub(crate) struct Feed {
     next_ping: Instant,
     /// Answers of swarm workers (one channel for all rounds, so a late
     /// answer is kept for the next round, never lost).
-    answers: (
-        Sender<Vec<(InfoHash, ScrapeStats)>>,
-        Receiver<Vec<(InfoHash, ScrapeStats)>>,
-    ),
+    answers: (Sender<Changed>, Receiver<Changed>),
     /// A round under way: answers still owed, and until when to wait.
     asking: Option<(usize, Instant)>,
     gathered: Vec<(InfoHash, ScrapeStats)>,
