@@ -192,6 +192,9 @@ pub(crate) struct Feed {
     subs: Vec<Option<Subscriber>>,
     first: usize,
     count: usize,
+    /// Of them, cut off and waiting to close (their deadlines are only
+    /// looked for while there are some).
+    closing: usize,
     next_round: Instant,
     next_ping: Instant,
     /// Answers of swarm workers (one channel for all rounds, so a late
@@ -211,6 +214,7 @@ impl Feed {
             subs: Vec::new(),
             first: first_token,
             count: 0,
+            closing: 0,
             next_round: now,
             next_ping: now,
             answers: crossbeam_channel::bounded(4 * shards.max(1)),
@@ -283,6 +287,9 @@ impl Feed {
         if let Some(mut sub) = self.subs.get_mut(slot).and_then(Option::take) {
             let _ = registry.deregister(&mut sub.stream);
             self.count -= 1;
+            if sub.closing.is_some() {
+                self.closing -= 1;
+            }
             view.stats.events.subscribers.set(self.count as u64);
             if self.count == 0 {
                 view.events_on.store(false, Release);
@@ -293,13 +300,20 @@ impl Feed {
         }
     }
 
-    /// Readiness of subscriber `token`.
-    pub(crate) fn drive(&mut self, token: usize, registry: &mio::Registry, view: &TrackerView) {
+    /// Readiness of subscriber `token` (`readable`: there may be something
+    /// to read, or the client closed).
+    pub(crate) fn drive(
+        &mut self,
+        token: usize,
+        readable: bool,
+        registry: &mio::Registry,
+        view: &TrackerView,
+    ) {
         let slot = token - self.first;
         let Some(sub) = self.subs.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        if sub.drain() == Fate::Close || sub.flush() == Fate::Close {
+        if (readable && sub.drain() == Fate::Close) || sub.flush() == Fate::Close {
             self.close(slot, registry, view);
         }
     }
@@ -314,9 +328,11 @@ impl Feed {
         if self.asking.is_some() {
             next = next.min(now + ask_poll);
         }
-        for sub in self.subs.iter().flatten() {
-            if let Some(t) = sub.closing {
-                next = next.min(t);
+        if self.closing > 0 {
+            for sub in self.subs.iter().flatten() {
+                if let Some(t) = sub.closing {
+                    next = next.min(t);
+                }
             }
         }
         Some(next)
@@ -329,6 +345,7 @@ impl Feed {
             self.asking = None;
             return;
         }
+        let mut pushed = false;
         if self.asking.is_none() && now >= self.next_round {
             self.next_round = now + self.settings.interval;
             let mut asked = 0;
@@ -350,6 +367,7 @@ impl Feed {
             if *owed == 0 || now >= *until {
                 self.asking = None;
                 let mut changed = std::mem::take(&mut self.gathered);
+                pushed |= !changed.is_empty();
                 self.publish(&changed, now, view);
                 changed.clear();
                 self.gathered = changed;
@@ -357,12 +375,20 @@ impl Feed {
         }
         if now >= self.next_ping {
             self.next_ping = now + self.settings.heartbeat;
+            pushed = true;
             let ping = self.ping.clone();
             for sub in self.subs.iter_mut().flatten() {
                 if sub.push(ping.clone(), self.settings.buffer, now) == Pushed::CutOff {
+                    self.closing += 1;
                     view.stats.events.dropped_slow.inc();
                 }
             }
+        }
+        // Between rounds a subscriber's socket moves its queue on by
+        // itself (`drive`, on writable): only after a push, or with a
+        // deadline pending, is every one looked at.
+        if !pushed && self.closing == 0 {
+            return;
         }
         for slot in 0..self.subs.len() {
             let Some(sub) = self.subs[slot].as_mut() else {
@@ -417,7 +443,10 @@ impl Feed {
             };
             match sub.push(part, self.settings.buffer, now) {
                 Pushed::Queued => counters.events_sent.add(events as u64),
-                Pushed::CutOff => counters.dropped_slow.inc(),
+                Pushed::CutOff => {
+                    self.closing += 1;
+                    counters.dropped_slow.inc();
+                }
                 Pushed::Closing => {}
             }
         }

@@ -142,7 +142,9 @@ impl StatsServer {
                     LISTENER => self.accept(now),
                     WAKE => {}
                     Token(t) if self.feed.is_feed_token(t) => {
-                        self.feed.drive(t, self.poll.registry(), &self.view)
+                        let readable = event.is_readable() || event.is_read_closed();
+                        self.feed
+                            .drive(t, readable, self.poll.registry(), &self.view)
                     }
                     Token(t) => self.drive(t - FIRST, now),
                 }
