@@ -14,13 +14,13 @@ generator and the subscribers to LOAD_CPU):
               of its own (started, then stopped, ...) and times each change
               until its event arrives on a filtered /events stream.
 
-  benches/events_bench.py                      both, 3 rounds of 20 s
+  benches/events_bench.py                      both, 3 rounds of 24 s
   ROUNDS=1 DURATION=12 MODE=throughput benches/events_bench.py
   FILTER=1 ...     each subscriber filters on one of the load's torrents (a
                    torrent page), instead of taking every torrent (a site's
                    backend)
 
-Settings (environment): ROUNDS=3 DURATION=20 WARMUP=8 SUBSCRIBERS=1000
+Settings (environment): ROUNDS=3 DURATION=24 WARMUP=10 SUBSCRIBERS=1000
 FILTER=0 MODE=throughput|lag|all RATE=100000 INTERVAL_MS=1000 PROBES=100
 TORRENTS=10000 PEERS=100000 (of swarmd-load) SERVER_CPU=0 LOAD_CPU=1
 SWARMD=... LOADGEN=... (default: $CARGO_TARGET_DIR or target/, release).
@@ -45,8 +45,8 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SWARMD = os.environ.get("SWARMD", os.path.join(TARGET, "release", "swarmd"))
 LOADGEN = os.environ.get("LOADGEN", os.path.join(TARGET, "release", "swarmd-load"))
 ROUNDS = int(os.environ.get("ROUNDS", 3))
-DURATION = int(os.environ.get("DURATION", 20))
-WARMUP = int(os.environ.get("WARMUP", 8))
+DURATION = int(os.environ.get("DURATION", 24))
+WARMUP = int(os.environ.get("WARMUP", 10))
 SUBSCRIBERS = int(os.environ.get("SUBSCRIBERS", 1000))
 FILTER = os.environ.get("FILTER", "0") == "1"
 MODE = os.environ.get("MODE", "all")
@@ -182,11 +182,15 @@ def throughput():
         for r in range(ROUNDS):
             for subs in ([0, SUBSCRIBERS] if r % 2 == 0 else [SUBSCRIBERS, 0]):
                 server = Server(work)
-                sp = subscribers(server, subs, hashes) if subs else None
                 lp = load(server, ["--duration", str(DURATION), "--warmup", "1"])
+                # Subscribers come once the load's peers have all announced
+                # (its first seconds change nearly every torrent's counts;
+                # after them, starts, stops and completions do).
                 time.sleep(WARMUP)
+                sp = subscribers(server, subs, hashes) if subs else None
+                time.sleep(1)
                 c0, a0, t0 = cpu_seconds(server.proc.pid), announces(server.stats), time.time()
-                time.sleep(DURATION - WARMUP - 2)
+                time.sleep(DURATION - WARMUP - 3)
                 c1, a1, t1 = cpu_seconds(server.proc.pid), announces(server.stats), time.time()
                 lp.wait()
                 tally = {}

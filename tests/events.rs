@@ -281,3 +281,33 @@ fn an_idle_stream_gets_a_heartbeat() {
     }
     t.stop().unwrap();
 }
+
+/// A round larger than any socket buffer (4000 torrents, ~450 kB) reaches
+/// a subscriber that reads: the bound is on rounds behind, not bytes. (A
+/// bound of 256 kB queued cut every subscriber off at the first busy round
+/// of the benchmark.)
+#[test]
+fn a_round_larger_than_the_buffers_reaches_a_reader_whole() {
+    let (t, udp, stats) = feed(|c| c.stats.events_interval_ms = 2000);
+    let mut sub = subscribe(stats, "/events").unwrap();
+    let mut c = Client::new(udp);
+    announce_all(&mut c, (0..4000).map(many));
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 4000 {
+        match sub.next_until(deadline) {
+            Some(e) => {
+                assert!(
+                    !matches!(&e, Sse::Event { kind, .. } if kind == "resync"),
+                    "cut off"
+                );
+                if let Some(x) = e.counts() {
+                    seen.insert(x.info_hash);
+                }
+            }
+            None => panic!("{} of 4000 events, then nothing", seen.len()),
+        }
+    }
+    assert_eq!(t.stats().events.dropped_slow.get(), 0);
+    t.stop().unwrap();
+}

@@ -9,10 +9,13 @@
 //! with just its torrents. So a torrent gets at most one event a round,
 //! with its counts at the end of the round.
 //!
-//! Bounds: a subscriber's queue holds at most [`EventsSettings::buffer`]
-//! bytes not yet written (shared blocks counted whole), and its socket's
-//! send buffer is fixed at [`SEND_BUFFER`]; one that would go past the
-//! bound is sent `event: resync` and closed. At most
+//! Bounds: a subscriber's queue holds at most [`MAX_QUEUED`] blocks (its
+//! socket's send buffer is fixed at [`SEND_BUFFER`]); one that would go past
+//! it, still writing a round's events when the round after the next comes,
+//! is sent `event: resync` and closed. So the feed holds at most
+//! `MAX_QUEUED + 1` rounds' blocks whatever the subscribers do (shared ones
+//! once, each under 130 bytes a changed torrent), and a subscriber may be
+//! about two rounds behind, however large a round is. At most
 //! [`EventsSettings::max_subscribers`] subscribe at once. A subscriber
 //! sends nothing after its request: one that does (more than a little) is
 //! closed, and so is one that closes its side.
@@ -39,6 +42,8 @@ use super::view::TrackerView;
 pub(crate) const SEND_BUFFER: usize = 64 << 10;
 /// Bytes a subscriber may send after its request before it is closed.
 const MAX_READ: usize = 4096;
+/// Blocks (rounds' events, or a ping) a subscriber may have waiting.
+const MAX_QUEUED: usize = 2;
 /// How long a subscriber cut off as too slow has to take its `resync`.
 const RESYNC_GRACE: Duration = Duration::from_secs(5);
 /// How long a round waits for the swarm workers' answers; one that comes
@@ -61,8 +66,6 @@ pub(crate) struct EventsSettings {
     pub(crate) heartbeat: Duration,
     /// 0: `/events` is off.
     pub(crate) max_subscribers: usize,
-    /// Bytes queued per subscriber, at most.
-    pub(crate) buffer: usize,
 }
 
 impl EventsSettings {
@@ -71,7 +74,6 @@ impl EventsSettings {
             interval: Duration::from_millis(c.events_interval_ms.into()),
             heartbeat: c.events_heartbeat,
             max_subscribers: c.max_event_subscribers,
-            buffer: 256 << 10,
         }
     }
 }
@@ -84,8 +86,6 @@ struct Subscriber {
     /// Blocks to write, with how much of the first is written.
     queue: VecDeque<Arc<Vec<u8>>>,
     written: usize,
-    /// Bytes in `queue` not written yet.
-    queued: usize,
     read: usize,
     /// Cut off as too slow: closed once `resync` is out, or at this time.
     closing: Option<Instant>,
@@ -109,11 +109,11 @@ enum Pushed {
 }
 
 impl Subscriber {
-    fn push(&mut self, block: Arc<Vec<u8>>, buffer: usize, now: Instant) -> Pushed {
+    fn push(&mut self, block: Arc<Vec<u8>>, now: Instant) -> Pushed {
         if self.closing.is_some() {
             return Pushed::Closing;
         }
-        if self.queued.saturating_add(block.len()) > buffer {
+        if self.queue.len() >= MAX_QUEUED {
             // What is queued is dropped: the resync says "your counts are
             // stale, start again", so no event needs to reach it any more.
             // (The part of a block already in the socket is finished first,
@@ -123,19 +123,15 @@ impl Subscriber {
                 n => self.queue.pop_front().map(|b| (b, n)),
             };
             self.queue.clear();
-            self.queued = 0;
             self.written = 0;
             if let Some((b, n)) = partial {
-                self.queued = b.len() - n;
                 self.written = n;
                 self.queue.push_back(b);
             }
-            self.queued += RESYNC.len();
             self.queue.push_back(Arc::new(RESYNC.to_vec()));
             self.closing = Some(now + RESYNC_GRACE);
             return Pushed::CutOff;
         }
-        self.queued += block.len();
         self.queue.push_back(block);
         Pushed::Queued
     }
@@ -147,7 +143,6 @@ impl Subscriber {
                 Ok(0) => return Fate::Close,
                 Ok(n) => {
                     self.written += n;
-                    self.queued -= n;
                     if self.written == block.len() {
                         self.queue.pop_front();
                         self.written = 0;
@@ -261,11 +256,10 @@ impl Feed {
             filter,
             queue: VecDeque::new(),
             written: 0,
-            queued: 0,
             read: 0,
             closing: None,
         };
-        sub.push(Arc::new(HEAD.to_vec()), usize::MAX, now);
+        sub.push(Arc::new(HEAD.to_vec()), now);
         if self.count == 0 {
             // Before the answer goes out: whatever the subscriber does
             // after reading it is noted by the shards.
@@ -377,10 +371,12 @@ impl Feed {
             self.next_ping = now + self.settings.heartbeat;
             pushed = true;
             let ping = self.ping.clone();
+            // Only to the idle: a stream with something queued is not idle
+            // (or is stuck, and rounds cut it off), and a stalled reader of
+            // an idle feed then holds one ping, not one every heartbeat.
             for sub in self.subs.iter_mut().flatten() {
-                if sub.push(ping.clone(), self.settings.buffer, now) == Pushed::CutOff {
-                    self.closing += 1;
-                    view.stats.events.dropped_slow.inc();
+                if sub.queue.is_empty() {
+                    sub.push(ping.clone(), now);
                 }
             }
         }
@@ -441,7 +437,7 @@ impl Feed {
                 }
                 (Arc::new(own), n)
             };
-            match sub.push(part, self.settings.buffer, now) {
+            match sub.push(part, now) {
                 Pushed::Queued => counters.events_sent.add(events as u64),
                 Pushed::CutOff => {
                     self.closing += 1;
