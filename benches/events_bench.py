@@ -16,12 +16,16 @@ generator and the subscribers to LOAD_CPU):
 
   benches/events_bench.py                      both, 3 rounds of 24 s
   ROUNDS=1 DURATION=12 MODE=throughput benches/events_bench.py
+  LOAD_RATE=20000  throughput at a fixed offered rate instead of as fast as
+                   answers come: on a machine shared with other work the
+                   server's share of a CPU, and so its batch sizes, then move
+                   less between runs
   FILTER=1 ...     each subscriber filters on one of the load's torrents (a
                    torrent page), instead of taking every torrent (a site's
                    backend)
 
 Settings (environment): ROUNDS=3 DURATION=24 WARMUP=10 SUBSCRIBERS=1000
-FILTER=0 MODE=throughput|lag|all RATE=100000 INTERVAL_MS=1000 PROBES=100
+FILTER=0 MODE=throughput|lag|all LOAD_RATE=0 RATE=100000 INTERVAL_MS=1000 PROBES=100
 TORRENTS=10000 PEERS=100000 (of swarmd-load) SERVER_CPU=0 LOAD_CPU=1
 SWARMD=... LOADGEN=... (default: $CARGO_TARGET_DIR or target/, release).
 Loopback only; every process started is stopped on exit.
@@ -51,6 +55,7 @@ SUBSCRIBERS = int(os.environ.get("SUBSCRIBERS", 1000))
 FILTER = os.environ.get("FILTER", "0") == "1"
 MODE = os.environ.get("MODE", "all")
 RATE = int(os.environ.get("RATE", 100000))
+LOAD_RATE = int(os.environ.get("LOAD_RATE", 0))
 INTERVAL_MS = int(os.environ.get("INTERVAL_MS", 1000))
 PROBES = int(os.environ.get("PROBES", 100))
 TORRENTS = int(os.environ.get("TORRENTS", 10000))
@@ -182,7 +187,8 @@ def throughput():
         for r in range(ROUNDS):
             for subs in ([0, SUBSCRIBERS] if r % 2 == 0 else [SUBSCRIBERS, 0]):
                 server = Server(work)
-                lp = load(server, ["--duration", str(DURATION), "--warmup", "1"])
+                rate = ["--rate", str(LOAD_RATE)] if LOAD_RATE else []
+                lp = load(server, ["--duration", str(DURATION), "--warmup", "1", *rate])
                 # Subscribers come once the load's peers have all announced
                 # (its first seconds change nearly every torrent's counts;
                 # after them, starts, stops and completions do).
