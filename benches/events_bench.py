@@ -214,15 +214,21 @@ def throughput():
                 print(json.dumps(row), flush=True)
     print(f"\nannounces per server-CPU-second, {SUBSCRIBERS} subscribers "
           f"({'filtered on one torrent each' if FILTER else 'all torrents'}) against none:")
-    ratios = []
+    ratios, costs = [], []
     for r in range(ROUNDS):
         base = [x for x in rows if x["round"] == r and x["subscribers"] == 0][0]
         subs = [x for x in rows if x["round"] == r and x["subscribers"] == SUBSCRIBERS][0]
         ratios.append(subs["per_cpu_s"] / base["per_cpu_s"])
+        # The feed's own cost: the CPU of the run with subscribers, less what
+        # its announces cost at the rate of the run without.
+        cost = subs["server_cpu_share"] - subs["announces_per_s"] / base["per_cpu_s"]
+        costs.append(cost * 1000)
         print(f"  round {r}: none {base['per_cpu_s']:.0f}  with {subs['per_cpu_s']:.0f}  "
-              f"ratio {ratios[-1]:.3f}  (subscribers read {subs.get('bytes', 0) / 1e6:.1f} MB, "
+              f"ratio {ratios[-1]:.3f}  feed {costs[-1]:.0f} CPU-ms/s  "
+              f"(subscribers read {subs.get('bytes', 0) / 1e6:.1f} MB, "
               f"resyncs {subs.get('resyncs', 0)}, closed {subs.get('closed', 0)})")
-    print(f"  median ratio {statistics.median(ratios):.3f}")
+    print(f"  median ratio {statistics.median(ratios):.3f}, "
+          f"median feed cost {statistics.median(costs):.0f} CPU-ms per second")
 
 
 def udp_announce(sock, conn_id, info_hash, event, port):
