@@ -302,6 +302,20 @@ pub struct StatsConfig {
     /// Largest torrents each swarm worker remembers per cleaning pass, for
     /// `/torrents?top=N`.
     pub top_torrents: usize,
+    /// Milliseconds between two rounds of `/events` (the live feed of
+    /// per-torrent counts): a torrent gets at most one event per round, with
+    /// its counts at the end of it. From 10 to 60000. Shorter is fresher and
+    /// costs the stats thread more when many torrents change.
+    pub events_interval_ms: u32,
+    /// Subscribers `/events` serves at once; one more is answered 503.
+    /// They don't count against the endpoint's 64 connections for
+    /// requests. 0 (the default) turns `/events` off; e.g. 1024 turns it on.
+    pub max_event_subscribers: usize,
+    /// How often `/events` sends a `: ping` comment, so that proxies keep
+    /// an idle stream open. Not in `tracker.toml` (tests shorten it).
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub events_heartbeat: std::time::Duration,
 }
 
 impl Default for StatsConfig {
@@ -310,6 +324,9 @@ impl Default for StatsConfig {
             address: "127.0.0.1:9000".into(),
             interval: Positive(5),
             top_torrents: 100,
+            events_interval_ms: 1000,
+            max_event_subscribers: 0,
+            events_heartbeat: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -463,6 +480,12 @@ impl Config {
             return Err(format!(
                 "stats.address {:?} is not an address like 127.0.0.1:9000 (or \"\" for off)",
                 self.stats.address
+            ));
+        }
+        if !(10..=60_000).contains(&self.stats.events_interval_ms) {
+            return Err(format!(
+                "stats.events_interval_ms ({}) must be from 10 to 60000",
+                self.stats.events_interval_ms
             ));
         }
         if self.privileges.user.is_empty() && !self.privileges.group.is_empty() {

@@ -249,6 +249,21 @@ counter_struct!(
     }
 );
 
+counter_struct!(
+    /// The `/events` feed; written by the stats thread alone.
+    EventsCounters {
+        /// Gauge: subscribers connected now.
+        subscribers,
+        /// Events queued for subscribers (one per torrent per subscriber).
+        events_sent,
+        /// Subscribers that fell too far behind: sent `resync` and closed.
+        dropped_slow,
+        /// Subscriptions answered 503, `max_event_subscribers` being
+        /// reached.
+        refused,
+    }
+);
+
 /// All counters of a running tracker.
 #[derive(Debug)]
 pub struct Stats {
@@ -267,6 +282,7 @@ pub struct Stats {
     pub started: std::time::Instant,
     pub snapshot: SnapshotCounters,
     pub database: DatabaseCounters,
+    pub events: EventsCounters,
 }
 
 impl Stats {
@@ -280,6 +296,7 @@ impl Stats {
             started: std::time::Instant::now(),
             snapshot: SnapshotCounters::default(),
             database: DatabaseCounters::default(),
+            events: EventsCounters::default(),
         }
     }
 

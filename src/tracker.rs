@@ -209,6 +209,8 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     };
 
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..swarm_workers).map(|_| bounded(16)).unzip();
+    // Raised by the stats endpoint while `/events` has a subscriber.
+    let events_on = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     let mut swarm_threads = Vec::with_capacity(swarm_workers);
     // With inline dispatch the socket workers handle batches against these.
@@ -226,6 +228,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                     started,
                     ledger: Ledger::new(config.swarm.peer_timeout.get()),
                     lookups: Vec::new(),
+                    events_on: events_on.clone(),
                 }));
                 if !channel {
                     inline.push(shard.clone());
@@ -241,6 +244,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                         config.swarm.cleaning_interval.get() as u64
                     ),
                     access: access.reader(),
+                    scratch: Vec::new(),
                 };
                 Box::new(move || worker.run()) as Box<dyn FnOnce() + Send>
             }};
@@ -296,6 +300,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         stats: stats.clone(),
         controls,
         access: access.clone(),
+        events_on,
     };
     let mut stats_addr = None;
     let mut stats_waker = None;
@@ -307,6 +312,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             shutdown.clone(),
             Duration::from_secs(config.stats.interval.get() as u64),
             config.stats.top_torrents * swarm_workers,
+            crate::stats_server::EventsSettings::of(&config.stats),
         )
         .map_err(|error| StartError::Bind {
             proto: "stats (TCP)",
@@ -551,6 +557,8 @@ impl Reloader {
             stats.address,
             stats.interval,
             stats.top_torrents,
+            stats.events_interval_ms,
+            stats.max_event_subscribers,
             // The snapshot thread and its file are set up once.
             state.path,
             state.interval,

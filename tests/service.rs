@@ -390,6 +390,10 @@ fn reload_names_every_key_that_needs_a_restart() {
                 address: _,
                 interval: _,
                 top_torrents: _,
+                events_interval_ms: _,
+                max_event_subscribers: _,
+                // Not in tracker.toml: a reload never changes it.
+                events_heartbeat: _,
             },
         state:
             swarmd::snapshot::StateConfig {
@@ -401,7 +405,7 @@ fn reload_names_every_key_that_needs_a_restart() {
     } = &base;
 
     type Edit = fn(&mut swarmd::Config);
-    let restart: [(&str, Edit); 19] = [
+    let restart: [(&str, Edit); 21] = [
         ("udp.addresses", |c| c.udp.addresses.clear()),
         ("udp.recv_buffer_size", |c| c.udp.recv_buffer_size += 1),
         ("udp.send_buffer_size", |c| c.udp.send_buffer_size += 1),
@@ -429,6 +433,12 @@ fn reload_names_every_key_that_needs_a_restart() {
         ("stats.address", |c| c.stats.address = String::new()),
         ("stats.interval", |c| c.stats.interval = Positive(7)),
         ("stats.top_torrents", |c| c.stats.top_torrents = 7),
+        ("stats.events_interval_ms", |c| {
+            c.stats.events_interval_ms = 70
+        }),
+        ("stats.max_event_subscribers", |c| {
+            c.stats.max_event_subscribers = 7
+        }),
         ("state.path", |c| c.state.path = "elsewhere.bin".into()),
         ("state.interval", |c| c.state.interval = 7),
         ("privileges.user", |c| c.privileges.user = "nobody".into()),

@@ -132,3 +132,28 @@ fn syntax_error_without_message_still_gives_a_reason() {
     let e = err("[udp]\n# a\x0ccomment\n");
     assert_eq!(e, "t.toml:2: invalid TOML syntax");
 }
+
+#[test]
+fn events_keys_are_checked_and_the_heartbeat_is_not_a_key() {
+    let c = Config::default();
+    assert_eq!(c.stats.events_interval_ms, 1000, "one round a second");
+    assert_eq!(c.stats.max_event_subscribers, 0, "off by default");
+    for bad in [0, 9, 60_001] {
+        let e = err(&format!("[stats]\nevents_interval_ms = {bad}\n"));
+        assert!(
+            e.contains("events_interval_ms") && e.contains("10 to 60000"),
+            "{e}"
+        );
+    }
+    let c = Config::parse(
+        "[stats]\nevents_interval_ms = 250\nmax_event_subscribers = 0\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.stats.events_interval_ms, c.stats.max_event_subscribers),
+        (250, 0)
+    );
+    let e = err("[stats]\nevents_heartbeat = 1\n");
+    assert!(e.contains("events_heartbeat"), "{e}");
+}

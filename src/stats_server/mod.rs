@@ -9,20 +9,27 @@
 //! - `/passkeys`: per-passkey announces and uploaded/downloaded deltas, by
 //!   user or by a tag of the key (never the key itself)
 //! - `/healthz`: `ok` while every worker runs, 503 otherwise
+//! - `/events`: a Server-Sent Events stream of per-torrent counts as they
+//!   change (see `events`)
 //!
-//! One request per connection, answered and closed. The endpoint is for an
+//! One request per connection, answered and closed, except `/events`. The endpoint is for an
 //! operator and a scraper, but it sits on a network, so no client may stall
 //! it: one mio loop serves every connection without blocking, each
 //! connection has [`DEADLINE`] from accept to be answered (or it is closed),
 //! at most [`MAX_CONNECTIONS`] are open (a new one closes the oldest), a
 //! request head is at most [`conn::MAX_HEAD`] bytes, and a stop wakes the
-//! loop at once.
+//! loop at once. A connection whose request is `GET /events` leaves those
+//! [`MAX_CONNECTIONS`] once its head is read, for the feed's own table and
+//! cap (`[stats] max_event_subscribers`): the request limits still guard
+//! every connection until it has asked, and 1000 subscribers don't crowd
+//! out a scraper.
 //!
 //! Modules: `conn` (one connection's states), `routes` (head in, answer
 //! out), `render` (Prometheus and JSON), `view` (what the tracker gives
-//! the endpoint to read).
+//! the endpoint to read), `events` (the `/events` feed).
 
 mod conn;
+mod events;
 mod render;
 mod routes;
 mod view;
@@ -41,12 +48,16 @@ use conn::{Conn, Progress, State};
 use render::{Rates, Sample};
 use routes::{Answer, Route};
 
+pub(crate) use events::EventsSettings;
+use events::Feed;
 pub use view::TrackerView;
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
 /// Connection `i` is registered as `Token(FIRST + i)`.
 const FIRST: usize = 2;
+/// Subscriber `i` of `/events` is registered as `Token(FEED_FIRST + i)`.
+const FEED_FIRST: usize = FIRST + MAX_CONNECTIONS;
 
 /// Open connections at most. Scrapers open one at a time; 64 leaves room
 /// for several, and bounds what silent clients can hold.
@@ -71,6 +82,7 @@ pub struct StatsServer {
     rates: Rates,
     /// Slot `i` holds the connection of `Token(FIRST + i)`.
     conns: Vec<Option<Conn>>,
+    feed: Feed,
 }
 
 /// Binds the endpoint. Returns the server (to run on its thread), its
@@ -81,6 +93,7 @@ pub fn bind(
     shutdown: Arc<Shutdown>,
     interval: Duration,
     max_top: usize,
+    events: EventsSettings,
 ) -> io::Result<(StatsServer, SocketAddr, Waker)> {
     let mut listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
@@ -89,6 +102,7 @@ pub fn bind(
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let waker = Waker::new(poll.registry(), WAKE)?;
     let first = Sample::of(&view.stats);
+    let feed = Feed::new(events, FEED_FIRST, view.controls.len());
     Ok((
         StatsServer {
             listener,
@@ -100,6 +114,7 @@ pub fn bind(
             last: (Instant::now(), first),
             rates: Rates::default(),
             conns: (0..MAX_CONNECTIONS).map(|_| None).collect(),
+            feed,
         },
         local,
         waker,
@@ -126,18 +141,28 @@ impl StatsServer {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKE => {}
+                    Token(t) if self.feed.is_feed_token(t) => {
+                        let readable = event.is_readable() || event.is_read_closed();
+                        self.feed
+                            .drive(t, readable, self.poll.registry(), &self.view)
+                    }
                     Token(t) => self.drive(t - FIRST, now),
                 }
             }
             self.collect_answers(now);
             self.expire(now);
+            self.feed
+                .tick(Instant::now(), self.poll.registry(), &self.view);
         }
     }
 
-    /// Until the next thing with a time: a resample, a deadline, or a look
-    /// at the swarm workers' answers.
+    /// Until the next thing with a time: a resample, a deadline, a look
+    /// at the swarm workers' answers, or the feed's next step.
     fn timeout(&self, now: Instant) -> Duration {
         let mut next = self.last.0 + self.interval;
+        if let Some(t) = self.feed.next_wake(now, ASK_POLL) {
+            next = next.min(t);
+        }
         for c in self.conns.iter().flatten() {
             next = next.min(c.accepted + DEADLINE);
             if matches!(c.state, State::Asking { .. }) {
@@ -158,7 +183,18 @@ impl StatsServer {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    let slot = match self.conns.iter().position(Option::is_none) {
+                    let mut free = self.conns.iter().position(Option::is_none);
+                    if free.is_none() {
+                        // Full: connections whose head has come since
+                        // their last readiness (a burst of subscribers,
+                        // say) are moved on first, which frees their slots
+                        // without closing anyone who asked.
+                        for slot in 0..self.conns.len() {
+                            self.drive(slot, now);
+                        }
+                        free = self.conns.iter().position(Option::is_none);
+                    }
+                    let slot = match free {
                         Some(free) => free,
                         None => {
                             // Full: the oldest has had the longest to ask,
@@ -224,6 +260,7 @@ impl StatsServer {
                 Progress::Head(head) => {
                     c.state = match routes::route(&head, &self.view, &self.rates, self.max_top) {
                         Route::Answer(a) => answer(a),
+                        Route::Events(filter) => return self.subscribe(slot, filter, now),
                         Route::Torrent(info_hash) => match self.view.ask_torrent(info_hash) {
                             Some(reply) => State::Asking {
                                 info_hash,
@@ -237,6 +274,34 @@ impl StatsServer {
             }
         }
         self.flush(slot);
+    }
+
+    /// Hands the connection in `slot` over to the feed, or answers why not.
+    fn subscribe(&mut self, slot: usize, filter: Vec<crate::protocol::InfoHash>, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if self.feed.settings.max_subscribers == 0 {
+            c.state = answer(Answer::text(
+                404,
+                "/events is off ([stats] max_event_subscribers = 0)\n",
+            ));
+            return self.flush(slot);
+        }
+        if self.feed.full() {
+            self.view.stats.events.refused.inc();
+            c.state = answer(Answer::text(503, "too many /events subscribers\n"));
+            return self.flush(slot);
+        }
+        let Some(c) = self.conns[slot].take() else {
+            return;
+        };
+        if let Err(e) = self
+            .feed
+            .subscribe(c.stream, filter, self.poll.registry(), &self.view, now)
+        {
+            log::warn!("stats: /events: register: {e}");
+        }
     }
 
     /// Writes what it can of a connection's answer; closes it once sent

@@ -100,6 +100,12 @@ pub(crate) fn json(stats: &Stats, rates: &Rates) -> String {
         },
         "swarm": swarm,
         "protocols": protocols,
+        "events": {
+            "subscribers": stats.events.subscribers.get(),
+            "events_sent": stats.events.events_sent.get(),
+            "dropped_slow": stats.events.dropped_slow.get(),
+            "refused": stats.events.refused.get(),
+        },
         "snapshot": {
             "last_success_timestamp_seconds": stats.snapshot.last_success.get(),
             "duration_seconds": stats.snapshot.duration_us.get() as f64 / 1e6,
@@ -384,6 +390,36 @@ pub fn prometheus(stats: &Stats) -> String {
         ),
     ];
     for (name, help, kind, value) in snapshot_metrics {
+        add(name, help, kind, format!("{name} {value}"));
+    }
+    let ev = &stats.events;
+    let events_metrics: [(&'static str, &'static str, &'static str, u64); 4] = [
+        (
+            "swarmd_events_subscribers",
+            "Subscribers of /events connected now.",
+            "gauge",
+            ev.subscribers.get(),
+        ),
+        (
+            "swarmd_events_sent_total",
+            "Per-torrent events queued for /events subscribers.",
+            "counter",
+            ev.events_sent.get(),
+        ),
+        (
+            "swarmd_events_dropped_slow_total",
+            "Subscribers of /events sent resync and closed for falling behind.",
+            "counter",
+            ev.dropped_slow.get(),
+        ),
+        (
+            "swarmd_events_refused_total",
+            "Subscriptions to /events refused (503) at max_event_subscribers.",
+            "counter",
+            ev.refused.get(),
+        ),
+    ];
+    for (name, help, kind, value) in events_metrics {
         add(name, help, kind, format!("{name} {value}"));
     }
 

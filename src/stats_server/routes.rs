@@ -64,6 +64,8 @@ pub(crate) enum Route {
     Answer(Answer),
     /// One torrent's counts, which only its swarm worker knows.
     Torrent(InfoHash),
+    /// A subscription to `/events`, for these torrents (empty: all).
+    Events(Vec<InfoHash>),
 }
 
 /// The answer to a request too large to be one.
@@ -106,13 +108,17 @@ pub(crate) fn route(head: &[u8], view: &TrackerView, rates: &Rates, max_top: usi
                 None => Answer::text(400, "top must be a number\n"),
             }
         }
+        "/events" => match super::events::filters(query) {
+            Some(filter) => return Route::Events(filter),
+            None => Answer::text(400, "expected info_hash=<40 or 64 hex digits>, repeated\n"),
+        },
         p if p.starts_with("/torrents/") => match InfoHash::from_hex(&p["/torrents/".len()..]) {
             Some(h) => return Route::Torrent(h),
             None => Answer::text(400, "expected 40 hex digits\n"),
         },
         _ => Answer::text(
             404,
-            "routes: /metrics /stats /torrents?top=N /torrents/<hex> /passkeys /healthz\n",
+            "routes: /metrics /stats /torrents?top=N /torrents/<hex> /passkeys /healthz /events\n",
         ),
     };
     Route::Answer(answer)

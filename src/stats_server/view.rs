@@ -3,6 +3,7 @@
 //! torrent's counts. The tracker makes it; the endpoint never sees the
 //! tracker itself.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct TrackerView {
     /// One control channel per swarm worker, in shard order.
     pub(crate) controls: Vec<Sender<Control>>,
     pub(crate) access: Arc<Access>,
+    /// Raised while `/events` has a subscriber: the shards then note which
+    /// torrents change (see [`Control::Changes`]).
+    pub(crate) events_on: Arc<AtomicBool>,
 }
 
 impl TrackerView {

@@ -90,6 +90,11 @@ impl<X: PeerData> Swarms<X> {
             }
             let after = torrent.shape();
             self.gauges.apply(before, after);
+            if before != after {
+                let hash = self.torrents[pos].0;
+                self.changes.mark(hash);
+            }
+            let torrent = &self.torrents[pos].1;
             if torrent.is_empty() {
                 // The last torrent moves into `pos`: look at `pos` again.
                 self.remove_torrent(pos);

@@ -26,6 +26,7 @@
 //! and the totals; `state.rs` the export to a snapshot and the restore from
 //! one.
 
+mod changes;
 mod clean;
 mod completions;
 mod dense;

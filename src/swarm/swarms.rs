@@ -2,6 +2,7 @@
 //! with a [`DenseIndex`] beside it, the prefetching of a batch's lookups,
 //! and the announce and scrape operations on one torrent.
 
+use super::changes::Changes;
 use super::completions::RecentCompleters;
 use super::peer_set::{Addr, Limits, PeerSet};
 use super::{
@@ -65,6 +66,8 @@ pub struct Swarms<X = NoPeerIds> {
     pub(super) refused_full: u64,
     /// One log line a minute while the table stays full.
     pub(super) full_log: crate::log_limit::LogLimit,
+    /// Torrents whose counts changed, while the `/events` feed is on.
+    pub(super) changes: Changes,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -107,6 +110,7 @@ impl<X: PeerData> Swarms<X> {
             completers: RecentCompleters::default(),
             refused_full: 0,
             full_log: crate::log_limit::LogLimit::per_minute(),
+            changes: Changes::default(),
         }
     }
 
@@ -280,6 +284,7 @@ impl<X: PeerData> Swarms<X> {
             near(self.config.subnet_prefix_v6),
         );
         let before = torrent.shape();
+        let completed_before = torrent.v4.completed;
         let (peers, completed, not_stored) = match req.addr {
             PeerAddr::V4(a) => torrent.v4.announce(
                 a,
@@ -328,7 +333,11 @@ impl<X: PeerData> Swarms<X> {
             }
         }
         let (seeders, leechers) = torrent.counts();
-        self.gauges.apply(before, torrent.shape());
+        let after = torrent.shape();
+        self.gauges.apply(before, after);
+        if self.changes.on() && (before != after || torrent.v4.completed != completed_before) {
+            self.changes.mark(req.info_hash);
+        }
         if torrent.is_empty() && torrent.v4.completed == 0 {
             // Nothing worth keeping: drop it now rather than at the next
             // cleaning pass.
@@ -340,6 +349,30 @@ impl<X: PeerData> Swarms<X> {
             peers,
             not_stored,
         }
+    }
+
+    /// Starts or stops noting which torrents' counts change (for the
+    /// `/events` feed); stopping forgets what was noted.
+    pub fn track_changes(&mut self, on: bool) {
+        self.changes.track(on);
+    }
+
+    /// Whether changed torrents are being noted.
+    #[inline]
+    pub fn tracking_changes(&self) -> bool {
+        self.changes.on()
+    }
+
+    /// The torrents whose counts changed since the last call (or since
+    /// tracking started), with their counts now: zeros for a torrent that
+    /// is gone. `hashes` is scratch space.
+    pub fn take_changes(
+        &mut self,
+        hashes: &mut Vec<InfoHash>,
+        out: &mut Vec<(InfoHash, ScrapeStats)>,
+    ) {
+        self.changes.take(hashes);
+        out.extend(hashes.iter().map(|h| (*h, self.scrape(h))));
     }
 
     /// Seeders, completed and leechers of one torrent; zeros if unknown.

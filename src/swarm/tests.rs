@@ -517,3 +517,60 @@ fn peer_ids_are_kept_when_asked_for() {
     );
     assert!(ids.is_empty());
 }
+
+/// The `/events` feed's marks: none while off; a torrent once however
+/// often it changes; a re-announce that changes nothing is no change; a
+/// torrent whose last peer left (or expired) is reported with zeros.
+#[test]
+fn changed_torrents_are_noted_once_only_while_tracking() {
+    let mut s = Swarms::new(SwarmConfig::default());
+    let (mut out, mut hashes, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    s.announce(&ann(1, v4(1), AnnounceEvent::Started, true), NOW, &mut out);
+    s.track_changes(true);
+    s.take_changes(&mut hashes, &mut changed);
+    assert!(changed.is_empty(), "nothing noted before tracking");
+    for i in 2..6 {
+        s.announce(&ann(1, v4(i), AnnounceEvent::Started, false), NOW, &mut out);
+    }
+    s.announce(&ann(1, v4(1), AnnounceEvent::None, true), NOW, &mut out);
+    s.announce(&ann(2, v4(1), AnnounceEvent::Started, true), NOW, &mut out);
+    s.take_changes(&mut hashes, &mut changed);
+    changed.sort_unstable_by_key(|(h, _)| *h);
+    let counts = |seeders, leechers| ScrapeStats {
+        seeders,
+        completed: 0,
+        leechers,
+    };
+    assert_eq!(
+        changed,
+        vec![
+            (InfoHash([1; 20]), counts(1, 4)),
+            (InfoHash([2; 20]), counts(1, 0))
+        ]
+    );
+    changed.clear();
+    s.announce(&ann(1, v4(1), AnnounceEvent::None, true), NOW, &mut out);
+    s.take_changes(&mut hashes, &mut changed);
+    assert!(changed.is_empty(), "a re-announce changes nothing");
+
+    s.announce(&ann(2, v4(1), AnnounceEvent::Stopped, true), NOW, &mut out);
+    let late = NOW + SwarmConfig::default().peer_timeout + 1;
+    while !s.clean_step(late, 1024).1 {}
+    s.take_changes(&mut hashes, &mut changed);
+    changed.sort_unstable_by_key(|(h, _)| *h);
+    assert_eq!(
+        changed,
+        vec![
+            (InfoHash([1; 20]), counts(0, 0)),
+            (InfoHash([2; 20]), counts(0, 0))
+        ],
+        "gone by stop and by expiry"
+    );
+
+    s.track_changes(false);
+    s.announce(&ann(3, v4(1), AnnounceEvent::Started, true), NOW, &mut out);
+    s.track_changes(true);
+    changed.clear();
+    s.take_changes(&mut hashes, &mut changed);
+    assert!(changed.is_empty(), "nothing noted while off");
+}

@@ -85,6 +85,12 @@ pub enum Control {
         info_hash: InfoHash,
         reply: crossbeam_channel::Sender<ScrapeStats>,
     },
+    /// The torrents whose counts changed since the last such message, with
+    /// their counts now (zeros for one that is gone), for the `/events`
+    /// feed. The vector of the answer is the shard's to fill.
+    Changes {
+        reply: crossbeam_channel::Sender<Vec<(InfoHash, ScrapeStats)>>,
+    },
     /// New settings (after a reload).
     Config(crate::swarm::SwarmConfig),
     /// The tracker is stopping and no socket worker is left: exit.

@@ -8,6 +8,7 @@
 //! way the swarm worker cleans expired peers a slice at a time and answers
 //! queries from the stats endpoint.
 
+use std::sync::atomic::{AtomicBool, Ordering::Acquire};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,9 @@ pub struct Shard<X: PeerData = NoPeerIds> {
     /// What the batch being handled looks up: each info hash, with the
     /// address of the announcing peer (a reused buffer).
     pub lookups: Vec<(InfoHash, Option<crate::swarm::PeerAddr>)>,
+    /// Set by the stats endpoint while `/events` has a subscriber: the
+    /// swarms then note which torrents' counts change. Read once per batch.
+    pub events_on: Arc<AtomicBool>,
 }
 
 /// A shard that socket workers handle batches against themselves, under its
@@ -66,6 +70,8 @@ pub struct SwarmWorker<X: PeerData = NoPeerIds> {
     pub cleaning_interval: Duration,
     /// The access lists: torrents they refuse are purged by cleaning.
     pub access: AccessReader,
+    /// Scratch for the changed torrents' info hashes (`Control::Changes`).
+    pub scratch: Vec<InfoHash>,
 }
 
 impl<X: PeerData> SwarmWorker<X> {
@@ -119,6 +125,7 @@ impl<X: PeerData> SwarmWorker<X> {
             }
             if cleaning {
                 let mut shard = self.shard.lock();
+                shard.follow_events();
                 let now = shard.now();
                 let (removed, done) = shard.swarms.clean_step(now, CLEAN_BUDGET);
                 pass_removed += removed as u64;
@@ -144,6 +151,16 @@ impl<X: PeerData> SwarmWorker<X> {
         match message {
             Control::Torrent { info_hash, reply } => {
                 let _ = reply.try_send(shard.swarms.scrape(&info_hash));
+            }
+            Control::Changes { reply } => {
+                shard.follow_events();
+                let mut changed = Vec::new();
+                let mut hashes = std::mem::take(&mut self.scratch);
+                shard.swarms.take_changes(&mut hashes, &mut changed);
+                self.scratch = hashes;
+                // The stats thread waits for it; if it has gone, the
+                // changes are lost with it, and nobody is subscribed.
+                let _ = reply.try_send(changed);
             }
             Control::Config(config) => shard.swarms.set_config(config),
             Control::Stop => {}
@@ -171,6 +188,16 @@ impl<X: PeerData> Shard<X> {
         self.started.elapsed().as_secs() as u32
     }
 
+    /// Starts or stops noting changed torrents as the `/events` feed has
+    /// subscribers or not: one load, and a change only when it flips.
+    #[inline]
+    fn follow_events(&mut self) {
+        let on = self.events_on.load(Acquire);
+        if on != self.swarms.tracking_changes() {
+            self.swarms.track_changes(on);
+        }
+    }
+
     /// Copies the running totals to the counters: a few stores, cheap
     /// enough to do after every batch.
     fn publish_totals(&self) {
@@ -187,6 +214,7 @@ impl<X: PeerData> Shard<X> {
     /// Handles (and empties) `requests`, appending the answers to `reply`.
     pub fn handle(&mut self, requests: &mut Vec<SwarmRequest>, reply: &mut ResponseBatch) {
         let now = self.now();
+        self.follow_events();
         let counters = &self.stats.swarm[self.id];
         // Start every lookup's cache misses before handling any request:
         // they then overlap (twice the announces per second with a million

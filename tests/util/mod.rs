@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod events;
 pub mod http;
 pub mod postgres;
 pub mod stats;
