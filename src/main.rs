@@ -264,6 +264,10 @@ fn check_config(path: &Path, skip_credentials: bool) -> anyhow::Result<()> {
     if let Some(state) = config.state.path() {
         swarmd::snapshot::file::check_writable(state).map_err(anyhow::Error::msg)?;
     }
+    // The cluster's secret is read at start: say now if it can't be.
+    if let Some(cluster) = &config.cluster {
+        cluster.secret().map_err(anyhow::Error::msg)?;
+    }
     if skip_credentials {
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
             let access = &mut config.access;

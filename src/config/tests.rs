@@ -132,3 +132,35 @@ fn syntax_error_without_message_still_gives_a_reason() {
     let e = err("[udp]\n# a\x0ccomment\n");
     assert_eq!(e, "t.toml:2: invalid TOML syntax");
 }
+
+#[test]
+fn a_cluster_table_parses_and_bad_names_are_refused() {
+    let c = Config::parse(
+        "[cluster]\nnode = \"tracker-1\"\nsecret_file = \"/etc/swarmd/cluster.secret\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.url, "nats://127.0.0.1:4222");
+    assert_eq!(cluster.subject, "swarmd");
+    assert!(Config::default().cluster.is_none(), "off by default");
+    for (table, needle) in [
+        ("node = \"a.b\"\nsecret_file = \"s\"", "cluster.node"),
+        ("node = \"a\"", "cluster.secret_file"),
+        (
+            "node = \"a\"\nsecret_file = \"s\"\nsubject = \"x.*\"",
+            "cluster.subject",
+        ),
+        (
+            "node = \"a\"\nsecret_file = \"s\"\nurl = \"http://x\"",
+            "cluster.url",
+        ),
+        (
+            "node = \"a\"\nsecret_file = \"s\"\nqueue = 0",
+            "cluster.queue",
+        ),
+    ] {
+        let e = Config::parse(&format!("[cluster]\n{table}\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 
 use super::{Control, RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
 use crate::access::{AccessReader, Ledger};
-use crate::protocol::InfoHash;
+use crate::protocol::{AnnounceEvent, InfoHash};
 use crate::stats::Stats;
 use crate::swarm::{NoPeerIds, PeerData, Swarms};
 
@@ -37,6 +37,9 @@ pub struct Shard<X: PeerData = NoPeerIds> {
     /// What the batch being handled looks up: each info hash, with the
     /// address of the announcing peer (a reused buffer).
     pub lookups: Vec<(InfoHash, Option<crate::swarm::PeerAddr>)>,
+    /// With `[cluster]`: the records of the changes local announces make,
+    /// for the cluster thread to publish.
+    pub changes: Option<crate::cluster::change::ChangeLog>,
 }
 
 /// A shard that socket workers handle batches against themselves, under its
@@ -145,7 +148,13 @@ impl<X: PeerData> SwarmWorker<X> {
             Control::Torrent { info_hash, reply } => {
                 let _ = reply.try_send(shard.swarms.scrape(&info_hash));
             }
-            Control::Config(config) => shard.swarms.set_config(config),
+            Control::Config(config) => {
+                if let Some(log) = &mut shard.changes {
+                    log.set_peer_timeout(config.peer_timeout);
+                }
+                shard.swarms.set_config(config)
+            }
+            Control::Apply(batch) => shard.apply_remote(&batch),
             Control::Stop => {}
         }
     }
@@ -227,6 +236,13 @@ impl<X: PeerData> Shard<X> {
                     if counts.not_stored {
                         counters.not_stored.inc();
                     }
+                    // One branch when alone; a push of ~30 bytes in a
+                    // cluster. A peer kept out by a limit is not news.
+                    if let Some(log) = &mut self.changes {
+                        if !counts.not_stored || announce.event == AnnounceEvent::Stopped {
+                            log.record(&announce);
+                        }
+                    }
                     reply.responses.push(SwarmResponse::Announce {
                         origin,
                         counts,
@@ -246,9 +262,33 @@ impl<X: PeerData> Shard<X> {
                 }
             }
         }
+        if let Some(log) = &mut self.changes {
+            log.flush();
+        }
         // Counts first, then answers: whoever sees an answer sees the
         // counts that include it.
         self.publish_totals();
+    }
+
+    /// Applies changes from other nodes (never recorded: what a node
+    /// applies it does not publish again).
+    fn apply_remote(&mut self, batch: &crate::cluster::RemoteBatch) {
+        let now = self.now();
+        let mut input = &batch.records[..];
+        let mut applied = 0u64;
+        while let Some((change, _)) = crate::cluster::change::next(&mut input) {
+            self.swarms.apply_change(&change, now);
+            applied += 1;
+        }
+        self.publish_totals();
+        if let Some(c) = &self.stats.cluster {
+            use std::sync::atomic::Ordering::Relaxed;
+            c.applied.fetch_add(applied, Relaxed);
+            if batch.sent_at_us != 0 {
+                let lag = crate::cluster::change::unix_micros().saturating_sub(batch.sent_at_us);
+                c.observe_lag(lag);
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod http;
+pub mod nats;
 pub mod stats;
 
 use std::net::{SocketAddr, UdpSocket};
