@@ -147,6 +147,28 @@ fn peers_stops_scrapes_and_connection_ids_are_cluster_wide() {
             2
         );
     }
+    // The metrics say so too.
+    let (status, metrics) = util::stats::get(a.stats_addr().unwrap(), "/metrics");
+    assert_eq!(status, 200);
+    if let Ok(dir) = std::env::var("SWARMD_DUMP_METRICS") {
+        std::fs::write(Path::new(&dir).join("cluster-metrics.txt"), &metrics).unwrap();
+    }
+    for line in [
+        "swarmd_cluster_engine_connected 1",
+        "swarmd_cluster_changes_dropped_total 0",
+        "swarmd_cluster_lag_seconds_bucket{le=\"+Inf\"} ",
+        "swarmd_cluster_node_last_change_timestamp_seconds{node=\"b\"} ",
+        "swarmd_cluster_node_last_change_timestamp_seconds{node=\"c\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("swarmd_cluster_lag_seconds_count "))
+        .unwrap();
+    assert!(count.parse::<u64>().unwrap() > 0);
+    let (_, json) = util::stats::get(a.stats_addr().unwrap(), "/stats");
+    assert!(json.contains("\"engine_connected\":true"), "{json}");
     for t in [a, b, c] {
         t.stop().unwrap();
     }
