@@ -271,8 +271,8 @@ pub struct ClusterCounters {
     /// Peers received by warm-ups, and how long the last one took (ms).
     pub warm_peers: AtomicU64,
     pub warm_duration_ms: AtomicU64,
-    /// Lag from publish to apply: counts per [`LAG_BUCKETS`] bucket (and
-    /// one more for above the last), their sum in microseconds.
+    /// Lag from publish to apply: changes per [`LAG_BUCKETS`] bucket (and
+    /// one more for above the last), the sum of their lags in microseconds.
     pub lag_buckets: [AtomicU64; LAG_BUCKETS.len() + 1],
     pub lag_sum_us: AtomicU64,
     /// Per remote node, Unix time (seconds) of its last change seen.
@@ -280,20 +280,22 @@ pub struct ClusterCounters {
 }
 
 impl ClusterCounters {
-    /// Counts one applied batch's lag, `lag_us` microseconds.
-    pub fn observe_lag(&self, lag_us: u64) {
+    /// Counts the lag of `changes` applied together, `lag_us`
+    /// microseconds each: the histogram is of changes, not of batches, so
+    /// its p99 is what 99 % of peers waited.
+    pub fn observe_lag(&self, lag_us: u64, changes: u64) {
         let secs = lag_us as f64 / 1e6;
         let i = LAG_BUCKETS
             .iter()
             .position(|&b| secs <= b)
             .unwrap_or(LAG_BUCKETS.len());
-        self.lag_buckets[i].fetch_add(1, Relaxed);
-        self.lag_sum_us.fetch_add(lag_us, Relaxed);
+        self.lag_buckets[i].fetch_add(changes, Relaxed);
+        self.lag_sum_us.fetch_add(lag_us * changes, Relaxed);
     }
 
-    /// The lag below which a share `q` (0 to 1) of batches were applied:
-    /// the upper bound of the bucket it falls in (None: no batch yet, or
-    /// above the last bucket).
+    /// The lag below which a share `q` (0 to 1) of changes were applied:
+    /// the upper bound of the bucket it falls in (None: none yet, or above
+    /// the last bucket).
     pub fn lag_quantile(&self, q: f64) -> Option<f64> {
         let counts: Vec<u64> = self.lag_buckets.iter().map(|c| c.load(Relaxed)).collect();
         let total: u64 = counts.iter().sum();

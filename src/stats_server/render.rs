@@ -200,7 +200,7 @@ fn cluster_metrics(
         ),
     );
     let name = "swarmd_cluster_lag_seconds";
-    let help = "Lag of remote changes from publish to apply (per batch; wall clocks of two nodes).";
+    let help = "Lag of remote peer changes from publish to apply (wall clocks of two nodes).";
     let mut total = 0;
     for (i, bucket) in c.lag_buckets.iter().enumerate() {
         total += bucket.load(Relaxed);

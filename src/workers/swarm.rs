@@ -286,7 +286,7 @@ impl<X: PeerData> Shard<X> {
             c.applied.fetch_add(applied, Relaxed);
             if batch.sent_at_us != 0 {
                 let lag = crate::cluster::change::unix_micros().saturating_sub(batch.sent_at_us);
-                c.observe_lag(lag);
+                c.observe_lag(lag, applied);
             }
         }
     }
