@@ -10,11 +10,14 @@
 #      changes B applied per B-CPU-second, against A's responses per
 #      A-CPU-second;
 #   3. replication lag at RATE announces/s offered to A: B's histogram of
-#      publish-to-apply lag (p50, p99), read from its /metrics.
+#      publish-to-apply lag (p50, p99), read from its /metrics;
+#   4. warm-up: A gets WARM_PEERS peers (each announces once), then B
+#      starts and asks for them: B's log says how long it took.
 #
 #   benches/cluster.sh                    ROUNDS=3 DURATION=20 RATE=100000
 #
-# Settings: ROUNDS DURATION WARMUP RATE SERVER_CPU LOAD_CPU PORT OUT BUILD
+# Settings: ROUNDS DURATION WARMUP RATE WARM_PEERS SERVER_CPU LOAD_CPU PORT
+# OUT BUILD; PARTS="onoff lag warm" picks the parts (1 and 2 are "onoff").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +25,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SWARMD=${SWARMD:-$TARGET_DIR/release/swarmd}
 LOADGEN=${LOADGEN:-$TARGET_DIR/release/swarmd-load}
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-20} WARMUP=${WARMUP:-3} RATE=${RATE:-100000}
+WARM_PEERS=${WARM_PEERS:-1000000} PARTS=${PARTS:-onoff lag warm}
 SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} PORT=${PORT:-47500} BUILD=${BUILD:-1}
 SERVERS="swarmd"
 WORK=$(mktemp -d /tmp/swarmd-cluster-bench.XXXXXX)
@@ -76,6 +80,7 @@ load() {
         --warmup "$WARMUP" --quiet "$@" >"$OUT/$tag.log" 2>&1
 }
 
+if [[ " $PARTS " == *" onoff "* ]]; then
 printf 'round\tcase\tresponses_per_s\tserver_cpu_s\tresponses_per_cpu_s\tapplied\tapplier_cpu_s\tapplied_per_cpu_s\n' \
     >"$OUT/results.tsv"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -113,7 +118,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+fi
+
 # Lag at RATE announces/s: A under the paced load, B applying.
+if [[ " $PARTS " == *" lag "* ]]; then
 p=$((PORT + 90))
 a=$(node lag-a "$p" $((p + 200)) 1)
 b=$(node lag-b $((p + 2)) $((p + 202)) 1)
@@ -128,5 +136,31 @@ c = json.load(open(sys.argv[1]))["cluster"]
 print(f"  p50 <= {c['lag_p50_seconds']} s, p99 <= {c['lag_p99_seconds']} s, applied {c['changes_applied']}, dropped {c['changes_dropped']}")
 EOF
 cat "$OUT/lag.txt"
-echo "results: $OUT/results.tsv"
-column -t "$OUT/results.tsv"
+stop_pid "$a"
+stop_pid "$b"
+fi
+
+# Warm-up of WARM_PEERS peers (5 a torrent): A loaded, then B started.
+if [[ " $PARTS " == *" warm "* ]]; then
+p=$((PORT + 80))
+a=$(node warm-a "$p" $((p + 200)) 1)
+PIDS+=("$a")
+taskset -c "$LOAD_CPU" "$LOADGEN" --target "127.0.0.1:$p" --peers "$WARM_PEERS" \
+    --torrents $((WARM_PEERS / 5)) --peer-order once --requests "$WARM_PEERS" --scrape 0 \
+    --stop-prob 0 --seeder-prob 0.5 --duration 600 --warmup 0 --quiet >"$OUT/warm-load.log" 2>&1
+note "A holds $(metric $((p + 200)) 'swarmd_peers{family="ipv4"}') peers"
+b=$(node warm-b $((p + 2)) $((p + 202)) 1)
+PIDS+=("$b")
+for ((i = 0; i < 600; i++)); do
+    grep -q "warm-up from" "$WORK/warm-b.log" && break
+    nap 0.1
+done
+note "$(grep -h "warm" "$WORK/warm-b.log" "$WORK/warm-a.log" | sed 's/^.*cluster: //')"
+note "B holds $(metric $((p + 202)) 'swarmd_peers{family="ipv4"}') peers"
+stop_pid "$a"
+stop_pid "$b"
+fi
+if [[ -s $OUT/results.tsv ]]; then
+    echo "results: $OUT/results.tsv"
+    column -t "$OUT/results.tsv"
+fi
