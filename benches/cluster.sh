@@ -57,6 +57,9 @@ address = "127.0.0.1:$3"
 socket_workers = 1
 swarm_workers = 1
 EOF
+    # The warm-up's A must keep every peer the load makes from its few
+    # client addresses.
+    [[ $1 == warm-* ]] && printf '[swarm]\nmax_peers_per_address = 0\n' >>"$cfg"
     if [[ $4 == 1 ]]; then
         cat >>"$cfg" <<EOF
 [cluster]
@@ -148,15 +151,21 @@ PIDS+=("$a")
 taskset -c "$LOAD_CPU" "$LOADGEN" --target "127.0.0.1:$p" --peers "$WARM_PEERS" \
     --torrents $((WARM_PEERS / 5)) --peer-order once --requests "$WARM_PEERS" --scrape 0 \
     --stop-prob 0 --seeder-prob 0.5 --duration 600 --warmup 0 --quiet >"$OUT/warm-load.log" 2>&1
-note "A holds $(metric $((p + 200)) 'swarmd_peers{family="ipv4"}') peers"
+held=$(metric $((p + 200)) 'swarmd_peers{family="ipv4"}')
+note "A holds $held peers"
+t0=$(date +%s.%N)
 b=$(node warm-b $((p + 2)) $((p + 202)) 1)
 PIDS+=("$b")
-for ((i = 0; i < 600; i++)); do
-    grep -q "warm-up from" "$WORK/warm-b.log" && break
-    nap 0.1
+# Until B holds as many (each look is an HTTP request: ~1 ms). At least:
+# B's ready probe (swarmd-load ping) announced a peer of its own.
+for ((i = 0; i < 60000; i++)); do
+    (($(metric $((p + 202)) 'swarmd_peers{family="ipv4"}') >= held)) && break
 done
+t1=$(date +%s.%N)
+note "B holds $(metric $((p + 202)) 'swarmd_peers{family="ipv4"}') peers, \
+$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') s after its start (bound and ready included)"
 note "$(grep -h "warm" "$WORK/warm-b.log" "$WORK/warm-a.log" | sed 's/^.*cluster: //')"
-note "B holds $(metric $((p + 202)) 'swarmd_peers{family="ipv4"}') peers"
+note "RSS: A $(awk '/VmRSS/ {print $2}' /proc/"$a"/status) kB, B $(awk '/VmRSS/ {print $2}' /proc/"$b"/status) kB"
 stop_pid "$a"
 stop_pid "$b"
 fi

@@ -6,7 +6,11 @@
 //! change records and applies them like remote changes.
 //!
 //! Why whole snapshots per chunk: each checks and decodes alone with the
-//! one decoder, and a chunk lost or cut costs only its own peers.
+//! one decoder, and a chunk lost or cut costs only its own peers. A chunk
+//! holds whole torrents, so one torrent larger than max_payload (150k IPv4
+//! peers at NATS's default 1 MiB) makes a chunk too large for one message:
+//! such a chunk goes as several fragments ([`fragments`], [`Partial`]).
+//! The header's `count` carries the flags: [`LAST`], [`MORE`].
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -27,6 +31,67 @@ use crate::workers::{shard_of, Control};
 const SILENCE: Duration = Duration::from_secs(3);
 /// Peers exported per slice of a shard (the shard's lock is held for one).
 const SLICE: usize = 4096;
+/// In a warm message's `count`: the last chunk of the warm-up.
+const LAST: u32 = 1;
+/// In a warm message's `count`: more fragments of this chunk follow.
+const MORE: u32 = 2;
+/// Largest chunk put back together (a torrent of ~70M IPv4 peers): more
+/// is refused rather than held.
+const MAX_CHUNK: usize = 512 << 20;
+
+/// The fragments of a chunk of `body` bytes for messages of at most `max`
+/// bytes of body, with their flags; the last chunk's last fragment carries
+/// [`LAST`].
+pub(super) fn fragments(body: &[u8], max: usize, last: bool) -> Vec<(&[u8], u32)> {
+    let pieces: Vec<&[u8]> = if body.is_empty() {
+        vec![body]
+    } else {
+        body.chunks(max.max(1)).collect()
+    };
+    let n = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let more = i + 1 < n;
+            let flags = if more {
+                MORE
+            } else if last {
+                LAST
+            } else {
+                0
+            };
+            (p, flags)
+        })
+        .collect()
+}
+
+/// A chunk being put back together from its fragments.
+#[derive(Default)]
+pub(super) struct Partial {
+    buf: Vec<u8>,
+    /// A fragment was refused: the rest of this chunk is skipped.
+    broken: bool,
+}
+
+impl Partial {
+    /// One fragment; the whole chunk once its last fragment came (None
+    /// before, or when it grew past [`MAX_CHUNK`]).
+    pub(super) fn push(&mut self, body: &[u8], flags: u32) -> Option<Vec<u8>> {
+        if self.buf.len() + body.len() > MAX_CHUNK {
+            self.broken = true;
+            self.buf = Vec::new();
+        }
+        if !self.broken {
+            self.buf.extend_from_slice(body);
+        }
+        if flags & MORE != 0 {
+            return None;
+        }
+        let whole = std::mem::take(&mut self.buf);
+        (!std::mem::replace(&mut self.broken, false)).then_some(whole)
+    }
+}
 
 /// Where this node's own warm-up is.
 pub(super) enum Warming {
@@ -39,6 +104,7 @@ pub(super) enum Warming {
         deadline: Instant,
         started: Instant,
         peers: u64,
+        partial: Partial,
     },
     /// Warm (or cold with no one to ask); `true` until read once.
     Done(bool),
@@ -102,6 +168,7 @@ impl Warming {
             deadline: now + SILENCE,
             started: now,
             peers: 0,
+            partial: Partial::default(),
         };
     }
 
@@ -148,6 +215,7 @@ impl Warming {
             from,
             deadline,
             peers,
+            partial,
             ..
         } = self
         else {
@@ -170,12 +238,16 @@ impl Warming {
             Some(_) => {}
             None => *from = Some(header.node.to_string()),
         }
+        *deadline = Instant::now() + SILENCE;
+        let Some(whole) = partial.push(body, header.count) else {
+            return;
+        };
         let mut sink = ToRecords {
             split: vec![Vec::new(); controls.len()],
             counts: vec![0; controls.len()],
             current: None,
         };
-        match snapshot::decode(body, &mut sink) {
+        match snapshot::decode(&whole, &mut sink) {
             Ok(_) => {
                 let n: u64 = sink.counts.iter().sum();
                 *peers += n;
@@ -191,8 +263,7 @@ impl Warming {
                 );
             }
         }
-        *deadline = Instant::now() + SILENCE;
-        if header.count == 1 {
+        if header.count & LAST != 0 {
             self.finish(counters, "complete");
         }
     }
@@ -303,19 +374,49 @@ struct Chunks<'a> {
 impl Chunks<'_> {
     async fn send(&mut self, enc: Encoder<Vec<u8>>, last: bool) {
         let Ok((body, _)) = enc.finish() else { return };
-        let mut msg = Vec::with_capacity(64 + body.len());
-        Header {
-            kind: KIND_WARM,
-            node: self.node,
-            seq: self.seq,
-            sent_at_us: change::unix_micros(),
-            count: last as u32,
-        }
-        .write(&mut msg);
-        msg.extend_from_slice(&body);
-        if let Err(e) = self.client.publish(self.reply.clone(), msg.into()).await {
-            log::warn!("cluster: warm-up answer: {e}");
+        // Room for the header: at most 278 bytes.
+        let max = self.client.max_payload().saturating_sub(512).max(256);
+        for (piece, flags) in fragments(&body, max, last) {
+            let mut msg = Vec::with_capacity(300 + piece.len());
+            Header {
+                kind: KIND_WARM,
+                node: self.node,
+                seq: self.seq,
+                sent_at_us: change::unix_micros(),
+                count: flags,
+            }
+            .write(&mut msg);
+            msg.extend_from_slice(piece);
+            if let Err(e) = self.client.publish(self.reply.clone(), msg.into()).await {
+                log::warn!("cluster: warm-up answer: {e}");
+            }
         }
         self.seq += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A torrent larger than max_payload made one warm chunk too large for
+    /// a message; the engine refused it and its peers never came (seen at
+    /// 5M peers: 163k lost). Fragments put back together are the chunk.
+    #[test]
+    fn a_chunk_larger_than_a_message_goes_in_fragments() {
+        let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        for (max, last) in [(1000, true), (3333, false), (10_000, true), (20_000, false)] {
+            let parts = fragments(&body, max, last);
+            assert!(parts.iter().all(|(p, _)| p.len() <= max));
+            let mut partial = Partial::default();
+            let mut got = None;
+            for (i, (p, flags)) in parts.iter().enumerate() {
+                assert_eq!(flags & LAST != 0, last && i + 1 == parts.len());
+                got = partial.push(p, *flags);
+                assert_eq!(got.is_some(), i + 1 == parts.len());
+            }
+            assert_eq!(got.unwrap(), body);
+        }
+        assert_eq!(fragments(&[], 10, true), vec![(&[][..], LAST)]);
     }
 }

@@ -14,12 +14,20 @@ pub struct Nats {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
+    /// A configuration file for the server (e.g. a small max_payload).
+    config: Option<PathBuf>,
 }
 
 impl Nats {
     /// A server on a free port, ready (accepting connections), or None
     /// (SKIPPED) when nats-server is not installed.
     pub fn start(test: &str) -> Option<Nats> {
+        Nats::start_with(test, "")
+    }
+
+    /// [`Nats::start`] with `config` (nats-server's configuration syntax,
+    /// e.g. `max_payload: 4096`).
+    pub fn start_with(test: &str, config: &str) -> Option<Nats> {
         let found = Command::new("nats-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -39,10 +47,16 @@ impl Nats {
             .expect("a free port");
         let dir = std::env::temp_dir().join(format!("swarmd-nats-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let config = (!config.is_empty()).then(|| {
+            let path = dir.join("nats.conf");
+            std::fs::write(&path, config).unwrap();
+            path
+        });
         let mut nats = Nats {
             child: None,
             port,
             dir,
+            config,
         };
         nats.run();
         Some(nats)
@@ -55,7 +69,11 @@ impl Nats {
     /// Starts the server (again) on its port and waits until it accepts.
     pub fn run(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("nats-server")
+        let mut cmd = Command::new("nats-server");
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-l")
             .arg(self.dir.join("nats.log"))
