@@ -248,6 +248,13 @@ fn apply(
             }
         }
     }
+    if split.len() == 1 {
+        // One shard: the body whole, not walked record by record.
+        split[0].extend_from_slice(body);
+        let counts = [header.count as u64];
+        send_shares(controls, split, &counts, header.sent_at_us, counters, false);
+        return;
+    }
     let mut counts = vec![0u64; split.len()];
     loop {
         let before = body;

@@ -24,6 +24,9 @@ use crate::swarm::{NoPeerIds, PeerData, Swarms};
 /// so a step between two batches never delays answers noticeably (and, with
 /// inline dispatch, never holds the shard's lock for longer).
 const CLEAN_BUDGET: usize = 8192;
+/// Remote changes applied per prefetch: the size of a socket worker's read
+/// batch, whose lookups the prefetch was tuned for.
+const APPLY_GROUP: usize = 64;
 
 /// One share of the torrents. `X`: whether its swarms keep peer ids (see
 /// [`PeerData`]).
@@ -273,12 +276,36 @@ impl<X: PeerData> Shard<X> {
     /// Applies changes from other nodes (never recorded: what a node
     /// applies it does not publish again).
     fn apply_remote(&mut self, batch: &crate::cluster::RemoteBatch) {
+        use crate::cluster::change::{next, Change};
         let now = self.now();
         let mut input = &batch.records[..];
         let mut applied = 0u64;
-        while let Some((change, _)) = crate::cluster::change::next(&mut input) {
-            self.swarms.apply_change(&change, now);
-            applied += 1;
+        let mut group: Vec<Change> = Vec::with_capacity(APPLY_GROUP);
+        loop {
+            group.clear();
+            while group.len() < APPLY_GROUP {
+                match next(&mut input) {
+                    Some((change, _)) => group.push(change),
+                    None => break,
+                }
+            }
+            if group.is_empty() {
+                break;
+            }
+            // As for a batch of requests: the cache misses of a group's
+            // lookups overlap instead of coming one after another.
+            self.lookups.clear();
+            self.lookups.extend(group.iter().map(|c| match c {
+                Change::Peer {
+                    info_hash, addr, ..
+                } => (*info_hash, Some(*addr)),
+                Change::Completed { info_hash, .. } => (*info_hash, None),
+            }));
+            self.swarms.prefetch(&self.lookups);
+            for change in &group {
+                self.swarms.apply_change(change, now);
+            }
+            applied += group.len() as u64;
         }
         self.publish_totals();
         if let Some(c) = &self.stats.cluster {
