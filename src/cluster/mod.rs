@@ -7,7 +7,7 @@
 //! `cluster` thread, which alone owns the engine connection (async-nats on
 //! a current-thread tokio runtime: socket and swarm workers never touch
 //! tokio). It publishes them in batches on `<subject>.changes.<node>`,
-//! applies the other nodes' batches through a [`Control::Apply`] to the
+//! applies the other nodes' batches through a `Control::Apply` to the
 //! owning swarm worker, and warms a node that starts from a live one
 //! (`warm.rs`, in the snapshot format). Full queues drop and count; the
 //! engine being slow or down never stalls a socket worker.
