@@ -20,7 +20,6 @@ use crate::access::{self, Access, Ledger, PasskeyCounters};
 mod bind;
 
 use crate::config::{self, Config};
-use crate::connection_id::ConnectionIds;
 use crate::snapshot::file::swarms_at_start;
 use crate::stats::Stats;
 pub use crate::stats_server::TrackerView;
@@ -180,14 +179,8 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
     let stats = Arc::new(stats);
     let shutdown = Arc::new(Shutdown::new());
     let started = Instant::now();
-    let ids = match &config.cluster {
-        // Every node keys ids with the shared secret, on the wall clock.
-        Some(c) => c
-            .secret()
-            .and_then(|s| ConnectionIds::shared(&s, crate::snapshot::file::unix_now()))
-            .map_err(StartError::Cluster)?,
-        None => ConnectionIds::new(),
-    };
+    let ids =
+        crate::cluster::connection_ids(config.cluster.as_ref()).map_err(StartError::Cluster)?;
     let (death_tx, deaths) = crossbeam_channel::unbounded();
 
     let mut polls = Vec::with_capacity(socket_workers);
@@ -358,19 +351,10 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         )?),
         None => None,
     };
-    let cluster = match (links, &config.cluster) {
-        (Some(links), Some(c)) => {
-            let node = crate::cluster::Node {
-                config: c.clone(),
-                peer_timeout: config.swarm.peer_timeout.get(),
-                controls: view.controls.clone(),
-                shards: cluster_shards,
-            };
-            let spawn = |run| spawn_helper("cluster", &death_tx, run);
-            Some(crate::cluster::Cluster::start(node, links, spawn)?)
-        }
-        _ => None,
-    };
+    let cluster =
+        crate::cluster::Cluster::start_for(config, links, &view.controls, cluster_shards, |run| {
+            spawn_helper("cluster", &death_tx, run)
+        })?;
     let reloader = Reloader {
         config: Arc::new(parking_lot::Mutex::new(config.clone())),
         controls: view.controls.clone(),

@@ -92,7 +92,41 @@ pub(crate) struct Node {
     pub shards: Vec<SharedShard>,
 }
 
+/// The connection ids of a tracker: in a cluster keyed with the shared
+/// secret and counted on the wall clock, so every node checks the ids of
+/// every other; alone, a random key.
+pub(crate) fn connection_ids(
+    config: Option<&ClusterConfig>,
+) -> Result<crate::connection_id::ConnectionIds, String> {
+    use crate::connection_id::ConnectionIds;
+    match config {
+        Some(c) => ConnectionIds::shared(&c.secret()?, crate::snapshot::file::unix_now()),
+        None => Ok(ConnectionIds::new()),
+    }
+}
+
 impl Cluster {
+    /// The cluster thread of a tracker with `config`, if it has a
+    /// `[cluster]` table (and so `links`).
+    pub(crate) fn start_for(
+        config: &crate::Config,
+        links: Option<Links>,
+        controls: &[Sender<Control>],
+        shards: Vec<SharedShard>,
+        spawn: impl FnOnce(Box<dyn FnOnce() + Send>) -> io::Result<JoinHandle<()>>,
+    ) -> io::Result<Option<Cluster>> {
+        let (Some(links), Some(c)) = (links, &config.cluster) else {
+            return Ok(None);
+        };
+        let node = Node {
+            config: c.clone(),
+            peer_timeout: config.swarm.peer_timeout.get(),
+            controls: controls.to_vec(),
+            shards,
+        };
+        Cluster::start(node, links, spawn).map(Some)
+    }
+
     /// Starts the `cluster` thread through `spawn` (the tracker's
     /// supervisor).
     pub(crate) fn start(
