@@ -429,6 +429,11 @@ impl Config {
             .access
             .resolve_credentials(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())
             .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        if let Some(cluster) = &mut config.cluster {
+            cluster
+                .resolve_credentials(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        }
         Ok(config)
     }
 

@@ -18,7 +18,8 @@ pub struct ClusterConfig {
     /// A file holding the secret (at least 16 bytes, e.g. `head -c 32
     /// /dev/urandom | base64`) that keys connection ids. The same file on
     /// every node, so a connect answered by one node is valid for an
-    /// announce that lands on another.
+    /// announce that lands on another. `credential:NAME`: the systemd
+    /// credential NAME (`LoadCredential=NAME:/etc/swarmd/cluster.secret`).
     pub secret_file: String,
     /// Prefix of the subjects: `<subject>.changes.<node>` and
     /// `<subject>.warm`. Clusters that share an engine need different
@@ -76,6 +77,34 @@ impl ClusterConfig {
         if self.queue == 0 {
             return Err("cluster.queue must be at least 1".into());
         }
+        Ok(())
+    }
+
+    /// Replaces a `credential:NAME` secret file with `NAME` in
+    /// `credentials` (systemd's `$CREDENTIALS_DIRECTORY`, for a unit with
+    /// `LoadCredential=NAME:FILE`): the secret then stays readable by root
+    /// alone, as passkeys do (see `access.passkeys_file`).
+    pub(crate) fn resolve_credentials(
+        &mut self,
+        credentials: Option<&std::ffi::OsStr>,
+    ) -> Result<(), String> {
+        let Some(name) = self.secret_file.strip_prefix("credential:") else {
+            return Ok(());
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(format!(
+                "cluster.secret_file {:?}: a credential name is one file name",
+                self.secret_file
+            ));
+        }
+        let Some(dir) = credentials else {
+            return Err(format!(
+                "cluster.secret_file {:?}: $CREDENTIALS_DIRECTORY is not set (systemd sets it \
+                 for a unit with LoadCredential={name}:FILE; outside systemd, name the file)",
+                self.secret_file
+            ));
+        };
+        self.secret_file = std::path::Path::new(dir).join(name).display().to_string();
         Ok(())
     }
 

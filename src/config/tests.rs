@@ -164,3 +164,24 @@ fn a_cluster_table_parses_and_bad_names_are_refused() {
         assert!(e.to_string().contains(needle), "{e}");
     }
 }
+
+#[test]
+fn a_cluster_secret_can_be_a_systemd_credential() {
+    let mut c = crate::cluster::ClusterConfig {
+        node: "a".into(),
+        secret_file: "credential:cluster-secret".into(),
+        ..Default::default()
+    };
+    assert!(c
+        .resolve_credentials(None)
+        .unwrap_err()
+        .contains("CREDENTIALS_DIRECTORY"));
+    c.resolve_credentials(Some("/run/credentials/swarmd.service".as_ref()))
+        .unwrap();
+    assert_eq!(
+        c.secret_file,
+        "/run/credentials/swarmd.service/cluster-secret"
+    );
+    c.secret_file = "credential:a/b".into();
+    assert!(c.resolve_credentials(Some("/x".as_ref())).is_err());
+}
