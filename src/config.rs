@@ -32,6 +32,9 @@ pub struct Config {
     pub state: crate::snapshot::StateConfig,
     pub privileges: PrivilegesConfig,
     pub log: LogConfig,
+    /// `[cluster]`: absent (the default), the tracker is one node alone
+    /// (see [`crate::cluster`]).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[udp]`: the UDP (BEP 15) front end.
@@ -443,6 +446,11 @@ impl Config {
             .access
             .resolve_credentials(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())
             .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        if let Some(cluster) = &mut config.cluster {
+            cluster
+                .resolve_credentials(std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())
+                .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        }
         Ok(config)
     }
 
@@ -455,6 +463,9 @@ impl Config {
     /// Checks that span several keys.
     fn check(&self) -> Result<(), String> {
         self.access.check()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
+        }
         if self.swarm.peer_timeout.get() <= self.announce.interval.get() {
             return Err(format!(
                 "swarm.peer_timeout ({}) must be longer than announce.interval ({}), or peers expire between announces",

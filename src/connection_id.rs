@@ -7,8 +7,13 @@
 //! current slot and the two before it are accepted: an id lives between two
 //! and three minutes, above BEP 15's "at least two minutes" for a tracker.
 //! Nothing is stored per client.
+//!
+//! In a cluster ([`ConnectionIds::shared`]) every node keys the hash with
+//! the same secret, from a file, and counts slots on the wall clock, so an
+//! id made by one node checks on any other: a client's connect and its
+//! announce may reach different nodes behind a load balancer.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
 use crate::protocol::udp::ConnectionId;
@@ -20,7 +25,19 @@ const PAST_SLOTS: u64 = 2;
 
 #[derive(Clone)]
 pub struct ConnectionIds {
-    key: std::collections::hash_map::RandomState,
+    key: Key,
+    /// Added to the caller's clock (seconds since the tracker started)
+    /// before it is cut into slots: 0 for a node alone, the Unix time of
+    /// the start in a cluster, so that all nodes share slots.
+    clock_offset: u64,
+}
+
+#[derive(Clone)]
+enum Key {
+    /// Drawn at start-up: ids die with the process.
+    Random(std::collections::hash_map::RandomState),
+    /// SipHash keys from a secret shared by the nodes of a cluster.
+    Shared(u64, u64),
 }
 
 impl Default for ConnectionIds {
@@ -33,8 +50,40 @@ impl ConnectionIds {
     /// A source with a fresh random key.
     pub fn new() -> ConnectionIds {
         ConnectionIds {
-            key: std::collections::hash_map::RandomState::new(),
+            key: Key::Random(std::collections::hash_map::RandomState::new()),
+            clock_offset: 0,
         }
+    }
+
+    /// A source keyed by `secret` (at least 16 bytes; the contents of the
+    /// cluster's `secret_file`), whose slots follow the wall clock: for a
+    /// tracker that started at Unix time `started_at` (seconds).
+    pub fn shared(secret: &[u8], started_at: u64) -> Result<ConnectionIds, String> {
+        let secret = secret.trim_ascii();
+        if secret.len() < 16 {
+            return Err(format!(
+                "the connection-id secret has {} bytes, fewer than 16",
+                secret.len()
+            ));
+        }
+        // Two keys drawn from the whole secret, whatever its length.
+        let derive = |label: u8| {
+            #[allow(deprecated)]
+            let mut h = std::hash::SipHasher::new_with_keys(0x7377_6172_6d64, label as u64);
+            h.write(secret);
+            h.finish()
+        };
+        Ok(ConnectionIds {
+            key: Key::Shared(derive(1), derive(2)),
+            clock_offset: started_at,
+        })
+    }
+
+    /// The slot for a time on the tracker's clock (seconds since it
+    /// started): [`ConnectionIds::slot`] after the clock offset.
+    #[inline]
+    pub fn slot_at(&self, secs_since_start: u64) -> u64 {
+        Self::slot(secs_since_start + self.clock_offset)
     }
 
     /// The slot for a time in seconds (any monotonic clock shared by
@@ -54,7 +103,22 @@ impl ConnectionIds {
                 .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
-        self.key.hash_one((ip, slot))
+        match &self.key {
+            Key::Random(key) => key.hash_one((ip, slot)),
+            Key::Shared(k0, k1) => {
+                // Bytes written one by one, not through `Hash` for IpAddr,
+                // whose layout another Rust version may change: nodes
+                // built apart must agree.
+                #[allow(deprecated)]
+                let mut h = std::hash::SipHasher::new_with_keys(*k0, *k1);
+                match ip {
+                    IpAddr::V4(a) => h.write(&a.octets()),
+                    IpAddr::V6(a) => h.write(&a.octets()),
+                }
+                h.write(&slot.to_le_bytes());
+                h.finish()
+            }
+        }
     }
 
     #[inline]
@@ -106,6 +170,23 @@ mod tests {
         );
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert!(ids.check(id, mapped, 5));
+    }
+
+    #[test]
+    fn shared_ids_check_on_another_node_that_started_later() {
+        let secret = b"0123456789abcdef0123456789abcdef\n";
+        let a = ConnectionIds::shared(secret, 1_000_000).unwrap();
+        let b = ConnectionIds::shared(secret, 1_000_090).unwrap();
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        // The same wall-clock moment on both: 100 s after A started.
+        let id = a.make(ip, a.slot_at(100));
+        assert!(b.check(id, ip, b.slot_at(10)));
+        assert!(
+            !ConnectionIds::shared(b"another secret, long enough", 1_000_000)
+                .unwrap()
+                .check(id, ip, a.slot_at(100))
+        );
+        assert!(ConnectionIds::shared(b"short", 0).is_err());
     }
 
     #[test]

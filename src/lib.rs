@@ -5,6 +5,7 @@
 //! port 0.
 
 pub mod access;
+pub mod cluster;
 pub mod config;
 pub mod connection_id;
 pub(crate) mod log_limit;

@@ -272,6 +272,15 @@ fn check_config(path: &Path, skip_credentials: bool) -> anyhow::Result<()> {
     if let Some(state) = config.state.path() {
         swarmd::snapshot::file::check_writable(state).map_err(anyhow::Error::msg)?;
     }
+    // The cluster's secret is read at start: say now if it can't be (a
+    // credential can't be read by a reload's check; see above).
+    if let Some(cluster) = &config.cluster {
+        let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .is_some_and(|dir| Path::new(&cluster.secret_file).starts_with(dir));
+        if !(skip_credentials && credential) {
+            cluster.secret().map_err(anyhow::Error::msg)?;
+        }
+    }
     if skip_credentials {
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
             let access = &mut config.access;

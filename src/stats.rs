@@ -283,6 +283,81 @@ pub struct Stats {
     pub snapshot: SnapshotCounters,
     pub database: DatabaseCounters,
     pub events: EventsCounters,
+    /// With `[cluster]` only.
+    pub cluster: Option<std::sync::Arc<ClusterCounters>>,
+}
+
+/// Upper bounds (seconds) of the replication lag histogram's buckets.
+pub const LAG_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The cluster's counters (see [`crate::cluster`]). Several threads write
+/// some of them (shards drop, swarm workers apply), so these are atomic
+/// adds; none is bumped per request, only per batch or per remote change.
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    /// Local peer changes published to the engine.
+    pub published: AtomicU64,
+    /// Messages of changes published.
+    pub batches_published: AtomicU64,
+    /// Messages of changes received from other nodes.
+    pub batches_received: AtomicU64,
+    /// Remote peer changes applied to the shards (warm-up included).
+    pub applied: AtomicU64,
+    /// Changes dropped on a full queue: shard to cluster thread, or
+    /// cluster thread to shard.
+    pub dropped: AtomicU64,
+    /// Local changes not published because the engine was down.
+    pub unpublished: AtomicU64,
+    /// Remote messages that could not be read (another version, cut).
+    pub malformed: AtomicU64,
+    /// 1 while connected to the engine.
+    pub connected: AtomicU64,
+    /// Peers received by warm-ups, and how long the last one took (ms).
+    pub warm_peers: AtomicU64,
+    pub warm_duration_ms: AtomicU64,
+    /// Lag from publish to apply: changes per [`LAG_BUCKETS`] bucket (and
+    /// one more for above the last), the sum of their lags in microseconds.
+    pub lag_buckets: [AtomicU64; LAG_BUCKETS.len() + 1],
+    pub lag_sum_us: AtomicU64,
+    /// Per remote node, Unix time (seconds) of its last change seen.
+    pub last_seen: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl ClusterCounters {
+    /// Counts the lag of `changes` applied together, `lag_us`
+    /// microseconds each: the histogram is of changes, not of batches, so
+    /// its p99 is what 99 % of peers waited.
+    pub fn observe_lag(&self, lag_us: u64, changes: u64) {
+        let secs = lag_us as f64 / 1e6;
+        let i = LAG_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LAG_BUCKETS.len());
+        self.lag_buckets[i].fetch_add(changes, Relaxed);
+        self.lag_sum_us.fetch_add(lag_us * changes, Relaxed);
+    }
+
+    /// The lag below which a share `q` (0 to 1) of changes were applied:
+    /// the upper bound of the bucket it falls in (None: none yet, or above
+    /// the last bucket).
+    pub fn lag_quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.lag_buckets.iter().map(|c| c.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return LAG_BUCKETS.get(i).copied();
+            }
+        }
+        None
+    }
 }
 
 impl Stats {
@@ -297,6 +372,7 @@ impl Stats {
             snapshot: SnapshotCounters::default(),
             database: DatabaseCounters::default(),
             events: EventsCounters::default(),
+            cluster: None,
         }
     }
 

@@ -20,7 +20,6 @@ use crate::access::{self, Access, Ledger, PasskeyCounters};
 mod bind;
 
 use crate::config::{self, Config};
-use crate::connection_id::ConnectionIds;
 use crate::snapshot::file::swarms_at_start;
 use crate::stats::Stats;
 pub use crate::stats_server::TrackerView;
@@ -46,6 +45,8 @@ pub enum StartError {
     Access(String),
     /// The snapshot's directory (`[state] path`) is not writable.
     State(String),
+    /// `[cluster]`: the secret file can't be read or is too short.
+    Cluster(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -55,7 +56,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot listen on {proto} {addr}: {error}")
             }
             StartError::Io(e) => write!(f, "cannot start: {e}"),
-            StartError::Access(e) | StartError::State(e) => f.write_str(e),
+            StartError::Access(e) | StartError::State(e) | StartError::Cluster(e) => f.write_str(e),
         }
     }
 }
@@ -92,6 +93,7 @@ pub struct Tracker {
     /// [`Tracker::spawn_helper`]).
     death_tx: Sender<String>,
     snapshots: Option<crate::snapshot::Snapshots>,
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// What a reload changes in a running tracker, as a handle of its own, so
@@ -171,10 +173,16 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             sockets[w].http.push(s.into());
         }
     }
-    let stats = Arc::new(Stats::new(socket_workers, swarm_workers));
+    // The one branch that turns the cluster on: without `[cluster]`, no
+    // links, no change logs, no thread.
+    let links = config.cluster.as_ref().map(crate::cluster::Links::new);
+    let mut stats = Stats::new(socket_workers, swarm_workers);
+    stats.cluster = links.as_ref().map(|l| l.counters.clone());
+    let stats = Arc::new(stats);
     let shutdown = Arc::new(Shutdown::new());
     let started = Instant::now();
-    let ids = ConnectionIds::new();
+    let ids =
+        crate::cluster::connection_ids(config.cluster.as_ref()).map_err(StartError::Cluster)?;
     let (death_tx, deaths) = crossbeam_channel::unbounded();
     // Before any worker runs: none serves lists the database hasn't given.
     let database = access::database::start(&access, &config.access, &stats, |run| {
@@ -208,9 +216,14 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         (Vec::new(), Vec::new())
     };
 
-    let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..swarm_workers).map(|_| bounded(16)).unzip();
     // Raised by the stats endpoint while `/events` has a subscriber.
     let events_on = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Remote changes come on the control channel too: room for `queue`
+    // batches of them.
+    let control_capacity = 16 + config.cluster.as_ref().map_or(0, |c| c.queue as usize);
+    let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..swarm_workers)
+        .map(|_| bounded(control_capacity))
+        .unzip();
 
     let mut swarm_threads = Vec::with_capacity(swarm_workers);
     // With inline dispatch the socket workers handle batches against these.
@@ -229,6 +242,9 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
                     ledger: Ledger::new(config.swarm.peer_timeout.get()),
                     lookups: Vec::new(),
                     events_on: events_on.clone(),
+                    changes: links
+                        .as_ref()
+                        .map(|l| l.change_log(config.swarm.peer_timeout.get())),
                 }));
                 if !channel {
                     inline.push(shard.clone());
@@ -337,6 +353,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
             Some((stop, handle))
         }
     };
+    let cluster_shards = exported.clone();
     let snapshots = match config.state.path() {
         Some(path) => Some(crate::snapshot::Snapshots::start(
             path.to_path_buf(),
@@ -349,6 +366,10 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         )?),
         None => None,
     };
+    let cluster =
+        crate::cluster::Cluster::start_for(config, links, &view.controls, cluster_shards, |run| {
+            spawn_helper("cluster", &death_tx, run)
+        })?;
     let reloader = Reloader {
         config: Arc::new(parking_lot::Mutex::new(config.clone())),
         controls: view.controls.clone(),
@@ -365,6 +386,7 @@ pub fn start(config: &Config) -> Result<Tracker, StartError> {
         reloader,
         death_tx,
         snapshots,
+        cluster,
         view,
         udp_addrs,
         http_addrs,
@@ -477,11 +499,16 @@ impl Tracker {
         // Socket workers first: they hand over what they read and wait for
         // the answers, so the swarm workers stop only after them.
         self.socket_threads.into_iter().for_each(&mut join);
+        // What the last batches changed is published before the shards stop.
+        let cluster_ok = self.cluster.is_none_or(|c| c.stop());
         for c in &self.view.controls {
             // Fails only when that worker is gone already.
             let _ = c.send(Control::Stop);
         }
         self.swarm_threads.into_iter().for_each(&mut join);
+        if !cluster_ok {
+            panicked.push("cluster".into());
+        }
         // Nothing changes the swarms now: the last snapshot is exact. A
         // failure is logged and counted; the stop goes on.
         if let Some(snapshots) = self.snapshots {
@@ -567,6 +594,11 @@ impl Reloader {
             privileges.user,
             privileges.group,
         ];
+        // The engine connection is made once.
+        if new.cluster != old.cluster {
+            restart.push("cluster");
+            running.cluster = old.cluster.clone();
+        }
         for c in &self.controls {
             let _ = c.send_timeout(
                 Control::Config(running.swarm_config()),

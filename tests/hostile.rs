@@ -366,7 +366,7 @@ fn flood_does_not_starve_good_clients_or_grow_memory() {
             let wrong_id = |n: u64| {
                 let mut b = header(rng.u64(..), 1 + (n % 2) as u32, 0);
                 b.resize(
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         ANNOUNCE_LEN
                     } else {
                         16 + 20 * 74

@@ -402,10 +402,11 @@ fn reload_names_every_key_that_needs_a_restart() {
             },
         privileges: swarmd::config::PrivilegesConfig { user: _, group: _ },
         log: swarmd::config::LogConfig { level: _ },
+        cluster: _,
     } = &base;
 
     type Edit = fn(&mut swarmd::Config);
-    let restart: [(&str, Edit); 21] = [
+    let restart: [(&str, Edit); 22] = [
         ("udp.addresses", |c| c.udp.addresses.clear()),
         ("udp.recv_buffer_size", |c| c.udp.recv_buffer_size += 1),
         ("udp.send_buffer_size", |c| c.udp.send_buffer_size += 1),
@@ -444,6 +445,13 @@ fn reload_names_every_key_that_needs_a_restart() {
         ("privileges.user", |c| c.privileges.user = "nobody".into()),
         ("privileges.group", |c| {
             c.privileges.group = "nogroup".into()
+        }),
+        ("cluster", |c| {
+            c.cluster = Some(swarmd::cluster::ClusterConfig {
+                node: "x".into(),
+                secret_file: "s".into(),
+                ..Default::default()
+            })
         }),
     ];
     for (key, edit) in restart {

@@ -157,3 +157,56 @@ fn events_keys_are_checked_and_the_heartbeat_is_not_a_key() {
     let e = err("[stats]\nevents_heartbeat = 1\n");
     assert!(e.contains("events_heartbeat"), "{e}");
 }
+
+#[test]
+fn a_cluster_table_parses_and_bad_names_are_refused() {
+    let c = Config::parse(
+        "[cluster]\nnode = \"tracker-1\"\nsecret_file = \"/etc/swarmd/cluster.secret\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.url, "nats://127.0.0.1:4222");
+    assert_eq!(cluster.subject, "swarmd");
+    assert!(Config::default().cluster.is_none(), "off by default");
+    for (table, needle) in [
+        ("node = \"a.b\"\nsecret_file = \"s\"", "cluster.node"),
+        ("node = \"a\"", "cluster.secret_file"),
+        (
+            "node = \"a\"\nsecret_file = \"s\"\nsubject = \"x.*\"",
+            "cluster.subject",
+        ),
+        (
+            "node = \"a\"\nsecret_file = \"s\"\nurl = \"http://x\"",
+            "cluster.url",
+        ),
+        (
+            "node = \"a\"\nsecret_file = \"s\"\nqueue = 0",
+            "cluster.queue",
+        ),
+    ] {
+        let e = Config::parse(&format!("[cluster]\n{table}\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}
+
+#[test]
+fn a_cluster_secret_can_be_a_systemd_credential() {
+    let mut c = crate::cluster::ClusterConfig {
+        node: "a".into(),
+        secret_file: "credential:cluster-secret".into(),
+        ..Default::default()
+    };
+    assert!(c
+        .resolve_credentials(None)
+        .unwrap_err()
+        .contains("CREDENTIALS_DIRECTORY"));
+    c.resolve_credentials(Some("/run/credentials/swarmd.service".as_ref()))
+        .unwrap();
+    assert_eq!(
+        c.secret_file,
+        "/run/credentials/swarmd.service/cluster-secret"
+    );
+    c.secret_file = "credential:a/b".into();
+    assert!(c.resolve_credentials(Some("/x".as_ref())).is_err());
+}

@@ -374,7 +374,7 @@ impl Response {
                     peers: bytes[ANNOUNCE_RESPONSE_HEADER_LEN..].to_vec(),
                 })
             }
-            ACTION_SCRAPE if (bytes.len() - 8) % 12 == 0 => Some(Response::Scrape {
+            ACTION_SCRAPE if (bytes.len() - 8).is_multiple_of(12) => Some(Response::Scrape {
                 transaction_id,
                 stats: bytes[8..]
                     .chunks_exact(12)

@@ -13,7 +13,11 @@ use serde_json::json;
 use crate::access::PasskeyCounters;
 use crate::protocol::udp::ScrapeStats;
 use crate::protocol::InfoHash;
-use crate::stats::{applies, Counter, FamilyCounters, Protocol, Stats};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::stats::{
+    applies, ClusterCounters, Counter, FamilyCounters, Protocol, Stats, LAG_BUCKETS,
+};
 
 /// A sample of the totals, for rates.
 #[derive(Clone, Copy, Default)]
@@ -113,8 +117,148 @@ pub(crate) fn json(stats: &Stats, rates: &Rates) -> String {
             "written": stats.snapshot.written.get(),
             "failures": stats.snapshot.failures.get(),
         },
+        "cluster": stats.cluster.as_deref().map(cluster_json),
     })
     .to_string()
+}
+
+/// The `[cluster]` series (only when it is on): changes, batches, the
+/// engine gauge, warm-up, the lag histogram and each remote node's last
+/// change.
+fn cluster_metrics(
+    c: &ClusterCounters,
+    add: &mut impl FnMut(&'static str, &'static str, &'static str, String),
+) {
+    let counters: [(&'static str, &'static str, &str, &AtomicU64); 8] = [
+        (
+            "swarmd_cluster_changes_published_total",
+            "Local peer changes published to the engine.",
+            "",
+            &c.published,
+        ),
+        (
+            "swarmd_cluster_changes_applied_total",
+            "Remote peer changes applied (warm-up included).",
+            "",
+            &c.applied,
+        ),
+        (
+            "swarmd_cluster_changes_dropped_total",
+            "Peer changes dropped on a full queue.",
+            "",
+            &c.dropped,
+        ),
+        (
+            "swarmd_cluster_changes_unpublished_total",
+            "Local peer changes not published, the engine being down.",
+            "",
+            &c.unpublished,
+        ),
+        (
+            "swarmd_cluster_batches_total",
+            "Messages of peer changes.",
+            "{direction=\"published\"}",
+            &c.batches_published,
+        ),
+        (
+            "swarmd_cluster_batches_total",
+            "Messages of peer changes.",
+            "{direction=\"received\"}",
+            &c.batches_received,
+        ),
+        (
+            "swarmd_cluster_malformed_total",
+            "Messages from the engine that could not be read.",
+            "",
+            &c.malformed,
+        ),
+        (
+            "swarmd_cluster_warm_peers_total",
+            "Peers received by warm-up.",
+            "",
+            &c.warm_peers,
+        ),
+    ];
+    for (name, help, labels, v) in counters {
+        add(
+            name,
+            help,
+            "counter",
+            format!("{name}{labels} {}", v.load(Relaxed)),
+        );
+    }
+    add(
+        "swarmd_cluster_engine_connected",
+        "1 while connected to the message engine.",
+        "gauge",
+        format!(
+            "swarmd_cluster_engine_connected {}",
+            c.connected.load(Relaxed)
+        ),
+    );
+    add(
+        "swarmd_cluster_warm_duration_seconds",
+        "How long this node's warm-up took.",
+        "gauge",
+        format!(
+            "swarmd_cluster_warm_duration_seconds {:.3}",
+            c.warm_duration_ms.load(Relaxed) as f64 / 1e3
+        ),
+    );
+    let name = "swarmd_cluster_lag_seconds";
+    let help = "Lag of remote peer changes from publish to apply (wall clocks of two nodes).";
+    let mut total = 0;
+    for (i, bucket) in c.lag_buckets.iter().enumerate() {
+        total += bucket.load(Relaxed);
+        let le = LAG_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_string(), |b| b.to_string());
+        add(
+            name,
+            help,
+            "histogram",
+            format!("{name}_bucket{{le=\"{le}\"}} {total}"),
+        );
+    }
+    let sum = c.lag_sum_us.load(Relaxed) as f64 / 1e6;
+    add(name, help, "histogram", format!("{name}_sum {sum:.6}"));
+    add(name, help, "histogram", format!("{name}_count {total}"));
+    for (node, seen) in c.last_seen.lock().iter() {
+        let node: String = node
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        add(
+            "swarmd_cluster_node_last_change_timestamp_seconds",
+            "Unix time of the last change seen from each remote node.",
+            "gauge",
+            format!("swarmd_cluster_node_last_change_timestamp_seconds{{node=\"{node}\"}} {seen}"),
+        );
+    }
+}
+
+/// The `[cluster]` object of `/stats`.
+fn cluster_json(c: &ClusterCounters) -> serde_json::Value {
+    let nodes: serde_json::Map<String, serde_json::Value> = c
+        .last_seen
+        .lock()
+        .iter()
+        .map(|(n, t)| (n.clone(), json!(t)))
+        .collect();
+    json!({
+        "engine_connected": c.connected.load(Relaxed) == 1,
+        "changes_published": c.published.load(Relaxed),
+        "changes_applied": c.applied.load(Relaxed),
+        "changes_dropped": c.dropped.load(Relaxed),
+        "changes_unpublished": c.unpublished.load(Relaxed),
+        "batches_published": c.batches_published.load(Relaxed),
+        "batches_received": c.batches_received.load(Relaxed),
+        "malformed": c.malformed.load(Relaxed),
+        "warm_peers": c.warm_peers.load(Relaxed),
+        "lag_p50_seconds": c.lag_quantile(0.5),
+        "lag_p99_seconds": c.lag_quantile(0.99),
+        "nodes_last_change_timestamp_seconds": nodes,
+    })
 }
 
 /// `/passkeys`: one object per user (or key).
@@ -421,6 +565,9 @@ pub fn prometheus(stats: &Stats) -> String {
     ];
     for (name, help, kind, value) in events_metrics {
         add(name, help, kind, format!("{name} {value}"));
+    }
+    if let Some(c) = &stats.cluster {
+        cluster_metrics(c, &mut add);
     }
 
     let mut out = String::with_capacity(8192);

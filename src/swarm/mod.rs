@@ -24,7 +24,7 @@
 //! `subnets.rs` the peers grouped by subnet, for replies that prefer the
 //! announcer's subnet; `clean.rs` the cleaning passes, the largest torrents
 //! and the totals; `state.rs` the export to a snapshot and the restore from
-//! one.
+//! one; `remote.rs` the changes other nodes of a cluster announced.
 
 mod changes;
 mod clean;
@@ -33,6 +33,7 @@ mod dense;
 mod hosts;
 mod peer_index;
 mod peer_set;
+mod remote;
 mod state;
 mod subnets;
 mod swarms;

@@ -232,7 +232,30 @@ impl<X: PeerData> Swarms<X> {
         out: &mut Vec<u8>,
         ids: &mut Vec<u8>,
     ) -> AnnounceCounts {
-        let id = X::from_peer_id(peer_id);
+        let n = if req.num_want <= 0 {
+            self.config.default_numwant
+        } else {
+            req.num_want as usize
+        }
+        .min(self.config.max_numwant);
+        let expiry = now.saturating_add(self.config.peer_timeout);
+        self.announce_at(req, X::from_peer_id(peer_id), now, expiry, n, out, ids)
+    }
+
+    /// An announce whose peer expires at `expiry` and wants `n` peers: the
+    /// one path of local announces and of changes from other nodes of a
+    /// cluster (`super::remote`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn announce_at(
+        &mut self,
+        req: &Announce,
+        id: X,
+        now: u32,
+        expiry: u32,
+        n: usize,
+        out: &mut Vec<u8>,
+        ids: &mut Vec<u8>,
+    ) -> AnnounceCounts {
         let pos = match self.find(&req.info_hash) {
             Some(pos) => pos,
             None if req.event == AnnounceEvent::Stopped => return AnnounceCounts::default(),
@@ -257,13 +280,6 @@ impl<X: PeerData> Swarms<X> {
             }
             None => self.insert_torrent(req.info_hash),
         };
-        let n = if req.num_want <= 0 {
-            self.config.default_numwant
-        } else {
-            req.num_want as usize
-        }
-        .min(self.config.max_numwant);
-        let expiry = now.saturating_add(self.config.peer_timeout);
         let max_peers = self.config.max_peers_per_torrent;
         let torrent = &mut self.torrents[pos].1;
         // The limit is on the torrent, both families together: each family

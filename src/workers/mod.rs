@@ -93,6 +93,8 @@ pub enum Control {
     },
     /// New settings (after a reload).
     Config(crate::swarm::SwarmConfig),
+    /// Peer changes from other nodes of a cluster, for this shard.
+    Apply(crate::cluster::RemoteBatch),
     /// The tracker is stopping and no socket worker is left: exit.
     Stop,
 }

@@ -367,7 +367,7 @@ impl SocketWorker {
 
     fn handle_datagrams(&mut self, socket: usize) {
         let counters = self.stats.socket[self.id].udp(self.sockets[socket].v6);
-        let slot = ConnectionIds::slot(self.now as u64);
+        let slot = self.ids.slot_at(self.now as u64);
         // Borrow the parts apart: the receive buffers are read while the
         // send queue and outgoing batches are written.
         let SocketWorker {

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use super::{Control, RequestBatch, ResponseBatch, SwarmRequest, SwarmResponse, Wakes};
 use crate::access::{AccessReader, Ledger};
-use crate::protocol::InfoHash;
+use crate::protocol::{AnnounceEvent, InfoHash};
 use crate::stats::Stats;
 use crate::swarm::{NoPeerIds, PeerData, Swarms};
 
@@ -25,6 +25,9 @@ use crate::swarm::{NoPeerIds, PeerData, Swarms};
 /// so a step between two batches never delays answers noticeably (and, with
 /// inline dispatch, never holds the shard's lock for longer).
 const CLEAN_BUDGET: usize = 8192;
+/// Remote changes applied per prefetch: the size of a socket worker's read
+/// batch, whose lookups the prefetch was tuned for.
+const APPLY_GROUP: usize = 64;
 
 /// One share of the torrents. `X`: whether its swarms keep peer ids (see
 /// [`PeerData`]).
@@ -41,6 +44,9 @@ pub struct Shard<X: PeerData = NoPeerIds> {
     /// Set by the stats endpoint while `/events` has a subscriber: the
     /// swarms then note which torrents' counts change. Read once per batch.
     pub events_on: Arc<AtomicBool>,
+    /// With `[cluster]`: the records of the changes local announces make,
+    /// for the cluster thread to publish.
+    pub changes: Option<crate::cluster::change::ChangeLog>,
 }
 
 /// A shard that socket workers handle batches against themselves, under its
@@ -162,7 +168,13 @@ impl<X: PeerData> SwarmWorker<X> {
                 // changes are lost with it, and nobody is subscribed.
                 let _ = reply.try_send(changed);
             }
-            Control::Config(config) => shard.swarms.set_config(config),
+            Control::Config(config) => {
+                if let Some(log) = &mut shard.changes {
+                    log.set_peer_timeout(config.peer_timeout);
+                }
+                shard.swarms.set_config(config)
+            }
+            Control::Apply(batch) => shard.apply_remote(&batch),
             Control::Stop => {}
         }
     }
@@ -255,6 +267,13 @@ impl<X: PeerData> Shard<X> {
                     if counts.not_stored {
                         counters.not_stored.inc();
                     }
+                    // One branch when alone; a push of ~30 bytes in a
+                    // cluster. A peer kept out by a limit is not news.
+                    if let Some(log) = &mut self.changes {
+                        if !counts.not_stored || announce.event == AnnounceEvent::Stopped {
+                            log.record(&announce);
+                        }
+                    }
                     reply.responses.push(SwarmResponse::Announce {
                         origin,
                         counts,
@@ -274,9 +293,57 @@ impl<X: PeerData> Shard<X> {
                 }
             }
         }
+        if let Some(log) = &mut self.changes {
+            log.flush();
+        }
         // Counts first, then answers: whoever sees an answer sees the
         // counts that include it.
         self.publish_totals();
+    }
+
+    /// Applies changes from other nodes (never recorded: what a node
+    /// applies it does not publish again).
+    fn apply_remote(&mut self, batch: &crate::cluster::RemoteBatch) {
+        use crate::cluster::change::{next, Change};
+        let now = self.now();
+        let mut input = &batch.records[..];
+        let mut applied = 0u64;
+        let mut group: Vec<Change> = Vec::with_capacity(APPLY_GROUP);
+        loop {
+            group.clear();
+            while group.len() < APPLY_GROUP {
+                match next(&mut input) {
+                    Some((change, _)) => group.push(change),
+                    None => break,
+                }
+            }
+            if group.is_empty() {
+                break;
+            }
+            // As for a batch of requests: the cache misses of a group's
+            // lookups overlap instead of coming one after another.
+            self.lookups.clear();
+            self.lookups.extend(group.iter().map(|c| match c {
+                Change::Peer {
+                    info_hash, addr, ..
+                } => (*info_hash, Some(*addr)),
+                Change::Completed { info_hash, .. } => (*info_hash, None),
+            }));
+            self.swarms.prefetch(&self.lookups);
+            for change in &group {
+                self.swarms.apply_change(change, now);
+            }
+            applied += group.len() as u64;
+        }
+        self.publish_totals();
+        if let Some(c) = &self.stats.cluster {
+            use std::sync::atomic::Ordering::Relaxed;
+            c.applied.fetch_add(applied, Relaxed);
+            if batch.sent_at_us != 0 {
+                let lag = crate::cluster::change::unix_micros().saturating_sub(batch.sent_at_us);
+                c.observe_lag(lag, applied);
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod events;
 pub mod http;
+pub mod nats;
 pub mod postgres;
 pub mod stats;
 

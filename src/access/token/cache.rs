@@ -102,7 +102,7 @@ impl TokenCache {
             let mut n = 0u32;
             shard.retain(|_| {
                 n += 1;
-                n % 4 != 0
+                !n.is_multiple_of(4)
             });
         }
         let entry = Entry {

@@ -92,7 +92,7 @@ impl RefusedTokens {
                 let mut n = 0u32;
                 shard.retain(|_, _| {
                     n += 1;
-                    n % 4 != 0
+                    !n.is_multiple_of(4)
                 });
             }
         }
