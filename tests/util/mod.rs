@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod http;
 pub mod stats;
+pub mod tokens;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
