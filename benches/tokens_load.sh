@@ -9,6 +9,9 @@
 # window is the cache-warm steady state (a client re-announcing).
 #
 #   benches/tokens_load.sh                          RS256 over UDP, 3 rounds
+#   MODES="off wire on" benches/tokens_load.sh      and a run whose load sends
+#                                    the tokens to a tracker with tokens off:
+#                                    what the longer datagrams cost alone
 #   ALG=HS256 PROTO=http ROUNDS=2 benches/tokens_load.sh
 #
 # Settings (environment):
@@ -59,6 +62,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-48100}
 BUILD=${BUILD:-1}
+MODES=${MODES:-"off on"}
 SERVERS="swarmd"
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -108,7 +112,8 @@ fi
 RESULTS=$OUT/results.tsv
 printf 'round\ttokens\tresponses_per_s\terrors\tserver_cpu_s\tresponses_per_cpu_s\n' >"$RESULTS"
 
-# run ROUND off|on: a fresh swarmd, the load, one line of results.tsv.
+# run ROUND off|wire|on: a fresh swarmd, the load, one line of results.tsv.
+# wire: the load sends tokens, the tracker has tokens off.
 run() {
     local round=$1 tokens=$2 addr=127.0.0.1:$PORT tag=$2-$1
     local conf=$WORK/swarmd-$tag.toml log=$OUT/logs/swarmd-$tag.log load_log=$OUT/logs/load-$tag.log
@@ -138,12 +143,12 @@ EOF
     done
     local args=(--target "$addr" --duration "$DURATION" --warmup "$WARMUP" --torrents "$TORRENTS"
         --peers "$PEERS" --peer-order sequential --rate "$RATE" --json "$OUT/logs/load-$tag.json")
-    [[ $tokens == on ]] && args+=("${TOKEN_ARGS[@]}")
+    [[ $tokens != off ]] && args+=("${TOKEN_ARGS[@]}")
     taskset -c "$LOAD_CPU" "$LOADGEN" "$PROTO" "${args[@]}" --quiet >"$load_log" 2>&1 &
     local load=$!
     PIDS+=("$load")
     # The load signs its tokens before it sends anything.
-    if [[ $tokens == on ]]; then
+    if [[ $tokens != off ]]; then
         for ((i = 0; i < 3000; i++)); do
             grep -qs "^signed" "$load_log" && break
             kill -0 "$load" 2>/dev/null || die "the load stopped: $(cat "$load_log")"
@@ -171,8 +176,7 @@ EOF
 warn_if_busy
 note "$ALG over $PROTO, $TORRENTS torrents, $RATE requests/s, $ROUNDS rounds of $DURATION s (warm-up $WARMUP s); out: $OUT"
 for ((r = 1; r <= ROUNDS; r++)); do
-    run "$r" off
-    run "$r" on
+    for mode in $MODES; do run "$r" "$mode"; done
 done
 
 # ------------------------------------------------------------------ summary
@@ -182,7 +186,9 @@ END {
     n = 0
     for (r in rounds) {
         ratio = per[r, "on"] / per[r, "off"]
-        printf "round %s: off %s, on %s responses per server-CPU-second: on/off %.2f\n", r, per[r, "off"], per[r, "on"], ratio
+        printf "round %s: off %s, on %s responses per server-CPU-second: on/off %.2f", r, per[r, "off"], per[r, "on"], ratio
+        if ((r, "wire") in per) printf "; wire %s: wire/off %.2f", per[r, "wire"], per[r, "wire"] / per[r, "off"]
+        printf "\n"
         sum += ratio; n++
     }
     if (n) printf "mean on/off: %.2f over %d rounds\n", sum / n, n
