@@ -131,11 +131,13 @@ fn check(c: &mut Criterion) {
     let (hs, hs_token) = hs256(&dir);
     let rs_data = format!("/announce?jwt={rs_token}");
     let hs_data = format!("/announce?jwt={hs_token}");
-    // The same token with its signature's last character changed: checked
-    // (and refused) every time, never cached.
+    // The same token with a character of its signature changed: checked
+    // (and refused) every time, never cached. Not the last character,
+    // whose low bits are padding: a change there may make the base64
+    // invalid, refused before the signature is checked.
     let mut cold = rs_data.clone().into_bytes();
-    let last = cold.len() - 1;
-    cold[last] = if cold[last] == b'A' { b'B' } else { b'A' };
+    let i = cold.len() - 10;
+    cold[i] = if cold[i] == b'A' { b'B' } else { b'A' };
     assert_eq!(rs.check_udp_announce(&HASH, rs_data.as_bytes()), Ok(()));
     assert_eq!(hs.check_udp_announce(&HASH, hs_data.as_bytes()), Ok(()));
     assert_eq!(

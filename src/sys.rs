@@ -389,3 +389,23 @@ pub fn huge_pages<T>(memory: *const T, count: usize) {
     #[cfg(not(target_os = "linux"))]
     let _ = len;
 }
+
+/// The wall clock in whole Unix seconds from `CLOCK_REALTIME_COARSE`: the
+/// time of the last timer tick, read from memory the kernel shares (vDSO),
+/// with no clock source to read. None if the call fails.
+#[inline]
+pub fn unix_seconds_coarse() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call, and CLOCK_REALTIME_COARSE is a clock id of every Linux since
+    // 2.6.32; the call writes nothing else.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if r == 0 {
+        u64::try_from(ts.tv_sec).ok()
+    } else {
+        None
+    }
+}

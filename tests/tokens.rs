@@ -10,178 +10,19 @@
 mod util;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use base64::Engine;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use swarmd::access::{AccessMode, TokenAlgorithm};
 use swarmd::protocol::{AnnounceEvent, InfoHash};
 use swarmd::stats::{Counter, FamilyCounters};
-use swarmd::{Config, Tracker};
+use swarmd::Tracker;
 use util::daemon::{temp_dir, Daemon};
 use util::http::{announce_path, HttpClient};
+use util::tokens::{claims, generate, hex, hs256, now, with_tokens, write_jwks, Signer, ISSUER};
 use util::{hash, tracker_with, Client};
-
-const ISSUER: &str = "registry.example";
-const AUDIENCE: &str = "swarmd";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hex(h: InfoHash) -> String {
-    h.to_string()
-}
-
-/// A signing key, as a registry holds it.
-struct Signer {
-    algorithm: Algorithm,
-    key: EncodingKey,
-    kid: Option<String>,
-}
-
-impl Signer {
-    fn sign(&self, claims: &serde_json::Value) -> String {
-        let mut header = Header::new(self.algorithm);
-        header.kid = self.kid.clone();
-        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
-    }
-
-    /// A token from the registry for `hashes`, good for a minute.
-    fn token(&self, hashes: &[InfoHash]) -> String {
-        self.sign(&claims(hashes, |_| {}))
-    }
-
-    /// Its public key as a JWK with `kid`.
-    fn jwk(&self) -> Jwk {
-        let mut jwk = Jwk::from_encoding_key(&self.key, self.algorithm).unwrap();
-        jwk.common.key_id = self.kid.clone();
-        jwk
-    }
-}
-
-/// The claims of a good token for `hashes`, then `edit`ed.
-fn claims(hashes: &[InfoHash], edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
-    let hashes: Vec<String> = hashes.iter().map(|h| hex(*h)).collect();
-    let infohash = match hashes.as_slice() {
-        [one] => json!(one),
-        many => json!(many),
-    };
-    let mut c = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "some-image",
-        "iat": now(), "exp": now() + 60, "infohash": infohash,
-    });
-    edit(&mut c);
-    c
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command (Debian: apt-get install openssl)");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// A new RSA (2048 bits) or EC P-256 key pair, made by `openssl` in `dir`.
-fn generate(dir: &Path, algorithm: Algorithm, kid: &str) -> Signer {
-    let der = format!("{kid}.der");
-    let key = match algorithm {
-        Algorithm::RS256 => {
-            let pem = format!("{kid}.pem");
-            openssl(dir, &["genrsa", "-out", &pem, "2048"]);
-            // jsonwebtoken reads RSA private keys as PKCS#1 DER.
-            openssl(
-                dir,
-                &[
-                    "rsa",
-                    "-in",
-                    &pem,
-                    "-traditional",
-                    "-outform",
-                    "DER",
-                    "-out",
-                    &der,
-                ],
-            );
-            EncodingKey::from_rsa_der(&std::fs::read(dir.join(&der)).unwrap())
-        }
-        Algorithm::ES256 => {
-            // and EC ones as PKCS#8 DER (OpenSSL 3.0 writes SEC1 DER).
-            let pem = format!("{kid}.pem");
-            openssl(
-                dir,
-                &[
-                    "genpkey",
-                    "-algorithm",
-                    "EC",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-out",
-                    &pem,
-                ],
-            );
-            openssl(
-                dir,
-                &[
-                    "pkcs8", "-topk8", "-nocrypt", "-in", &pem, "-outform", "DER", "-out", &der,
-                ],
-            );
-            EncodingKey::from_ec_der(&std::fs::read(dir.join(&der)).unwrap())
-        }
-        other => panic!("no key pair for {other:?}"),
-    };
-    Signer {
-        algorithm,
-        key,
-        kid: Some(kid.into()),
-    }
-}
-
-/// Writes the public keys of `signers` as the JWK Set the tracker reads.
-fn write_jwks(path: &Path, signers: &[&Signer]) {
-    let set = JwkSet {
-        keys: signers.iter().map(|s| s.jwk()).collect(),
-    };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&set).unwrap()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A random HS256 secret, written to `dir/secret` (with a final newline,
-/// as an editor leaves it).
-fn hs256(dir: &Path) -> (Signer, PathBuf) {
-    let secret: Vec<u8> = (0..48).map(|_| fastrand::alphanumeric() as u8).collect();
-    let path = dir.join("secret");
-    std::fs::write(&path, [secret.as_slice(), b"\n"].concat()).unwrap();
-    let signer = Signer {
-        algorithm: Algorithm::HS256,
-        key: EncodingKey::from_secret(&secret),
-        kid: None,
-    };
-    (signer, path)
-}
-
-fn with_tokens(algorithm: TokenAlgorithm, file: PathBuf) -> impl FnOnce(&mut Config) {
-    move |c: &mut Config| {
-        let t = &mut c.access.token;
-        t.algorithm = algorithm;
-        match algorithm {
-            TokenAlgorithm::HS256 => t.secret_file = file,
-            _ => t.jwks_file = file,
-        }
-        t.issuer = ISSUER.into();
-        t.audience = AUDIENCE.into();
-        t.leeway = 5;
-    }
-}
 
 /// Announces over UDP with `url_data`: Ok(()) or Err(error message). An
 /// error is never longer than the request.
@@ -369,6 +210,7 @@ fn a_flood_of_new_tokens_costs_a_bounded_number_of_signature_checks() {
     assert_eq!(udp_announce(addr, h, &good), Ok(()));
     let forged = format!("/announce?jwt={}", forger.token(&[h]));
     let mut busy = 0;
+    let started = std::time::Instant::now();
     for i in 0..40 {
         let made_up = forger.sign(&claims(&[h], |c| c["n"] = json!(i)));
         match udp_announce(addr, h, &format!("/announce?jwt={made_up}")) {
@@ -378,9 +220,13 @@ fn a_flood_of_new_tokens_costs_a_bounded_number_of_signature_checks() {
         }
         assert_eq!(udp_announce(addr, h, &good), Ok(()), "the honest client");
     }
-    // One check a second: the loop takes well under 10 s on any machine.
+    // One check a second, in each second the loop touched.
+    let seconds = started.elapsed().as_secs() + 2;
     let checked = refused(&t, |f| &f.errors_token_signature);
-    assert!((1..=10).contains(&checked), "{checked} signature checks");
+    assert!(
+        (1..=seconds).contains(&checked),
+        "{checked} signature checks in under {seconds} seconds"
+    );
     assert_eq!(busy, 40 - checked);
     assert_eq!(refused(&t, |f| &f.errors_token_busy), busy);
     // A forged token, once checked, is refused for what it is from then on.

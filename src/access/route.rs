@@ -47,7 +47,8 @@ pub(crate) struct Target<'a> {
 /// a `#`.
 pub(crate) fn parse_target(target: &str) -> Target<'_> {
     let target = origin_form(target);
-    let end = target.find(['?', '#']).unwrap_or(target.len());
+    // Both are ASCII: byte offsets are character boundaries.
+    let end = memchr::memchr2(b'?', b'#', target.as_bytes()).unwrap_or(target.len());
     let query = target[end..].strip_prefix('?').unwrap_or("");
     // No leading or trailing slash is left, so both sides of a split are
     // non-empty unless the path had an empty segment (then it has three).
@@ -102,10 +103,21 @@ fn url_passkey(url_data: &[u8]) -> Option<&str> {
 /// as it is (a JWT is made of characters a URL needs not encode), None when
 /// absent or empty.
 pub(crate) fn query_token(query: &str) -> Option<&str> {
-    query
-        .split('&')
-        .find_map(|p| p.strip_prefix("jwt="))
-        .filter(|t| !t.is_empty())
+    // `memchr`, not `split('&')`: the value is a whole token, hundreds of
+    // bytes that `split` looked at one by one (measured: 30 % of a cached
+    // RS256 token check). An `&` is ASCII, so the cuts are on character
+    // boundaries.
+    let mut rest = query;
+    loop {
+        let (param, next) = match memchr::memchr(b'&', rest.as_bytes()) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        if let Some(token) = param.strip_prefix("jwt=") {
+            return Some(token).filter(|t| !t.is_empty());
+        }
+        rest = next?;
+    }
 }
 
 #[cfg(test)]

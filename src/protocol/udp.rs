@@ -202,7 +202,13 @@ const OPTION_URL_DATA: u8 = 2;
 /// are skipped by their length byte; an option that runs past the end of the
 /// datagram is an error.
 fn parse_options(mut rest: &[u8]) -> Result<Vec<u8>, ()> {
+    // Never more than what follows the announce: one allocation, where
+    // growing by 255-byte options reallocated and copied for every
+    // option of a long token.
     let mut url_data = Vec::new();
+    if rest.first().is_some_and(|&k| k != OPTION_END) {
+        url_data.reserve_exact(rest.len());
+    }
     while let Some((&kind, tail)) = rest.split_first() {
         match kind {
             OPTION_END => break,

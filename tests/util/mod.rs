@@ -10,6 +10,7 @@ pub mod http;
 pub mod nats;
 pub mod postgres;
 pub mod stats;
+pub mod tokens;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;

@@ -452,6 +452,9 @@ impl<'a> Worker<'a> {
                     url_data: Vec::new(),
                 })
                 .write(buf);
+                if let Some(tokens) = &pop.tokens {
+                    tokens.write_udp(buf, a.torrent);
+                }
                 Some((transaction_id, kind, Some(a.event)))
             }
             Kind::Scrape => {

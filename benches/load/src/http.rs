@@ -554,7 +554,11 @@ impl Worker<'_> {
             .peers
             .next_announce(o, pop, &mut self.rng, &mut self.m.tally);
         self.m.counters.events[a.event.to_udp() as usize] += 1;
-        http_wire::write_announce(&mut c.wbuf, &self.host, &a);
+        http_wire::write_announce_then(&mut c.wbuf, &self.host, &a, |out| {
+            if let Some(tokens) = &pop.tokens {
+                tokens.write_http(out, a.torrent);
+            }
+        });
         Expect {
             kind,
             count: u16::try_from(o.numwant).ok(),

@@ -30,6 +30,17 @@ fn finish_head(out: &mut Vec<u8>, host: &str) {
 /// Appends a whole `GET /announce?...` request for `host` (e.g.
 /// `127.0.0.1:6969`), with `compact=1`; no `numwant` when it is negative.
 pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
+    write_announce_then(out, host, a, |_| {});
+}
+
+/// The same, with `more` appending parameters (`&jwt=...`) at the end of
+/// the query.
+pub fn write_announce_then(
+    out: &mut Vec<u8>,
+    host: &str,
+    a: &Announce,
+    more: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(b"GET /announce?info_hash=");
     percent_encode(out, &a.info_hash.0);
     out.extend_from_slice(b"&peer_id=");
@@ -55,6 +66,7 @@ pub fn write_announce(out: &mut Vec<u8>, host: &str, a: &Announce) {
     }
     // Writing to a `Vec` can't fail.
     let _ = write!(out, "&key={:08X}&compact=1", a.key);
+    more(out);
     finish_head(out, host);
 }
 

@@ -22,6 +22,7 @@ mod ping;
 mod report;
 mod responder;
 mod sys;
+mod tokens;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -60,6 +61,10 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ping(o) => ping::run(&o),
+        Command::Jwks(o) => {
+            println!("{}", tokens::jwks(&o)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cores(o) => {
             cores::run(&o)?;
             Ok(ExitCode::SUCCESS)
@@ -91,7 +96,21 @@ fn hashes(o: &HashesOptions) -> Result<()> {
 /// Runs the load and reports. Exits 1 when not a single valid answer came
 /// back, so scripts notice a tracker that is not there.
 fn load(o: &LoadOptions) -> Result<ExitCode> {
-    let pop = Population::new(o.torrents, o.peers, o.skew, o.seed);
+    let mut pop = Population::new(o.torrents, o.peers, o.skew, o.seed);
+    if let Some(t) = &o.token {
+        let signing = Instant::now();
+        // Good for the run and a day more: no token expires during it.
+        let valid = o.duration + Duration::from_secs(86_400);
+        pop.tokens = Some(std::sync::Arc::new(tokens::Tokens::sign(t, &pop, valid)?));
+        // Even when quiet: scripts wait for this line before they time the
+        // run, which starts now.
+        eprintln!(
+            "signed {} {:?} tokens in {:.1} s",
+            o.torrents,
+            t.algorithm,
+            signing.elapsed().as_secs_f64()
+        );
+    }
     let start = Instant::now();
     let plan = Plan {
         measure_from: start + o.warmup,

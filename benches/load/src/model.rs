@@ -81,6 +81,8 @@ pub struct Population {
     pub peers: u64,
     seed: u64,
     popularity: PowerLaw,
+    /// With `--token-key`: each torrent's token, sent with its announces.
+    pub tokens: Option<std::sync::Arc<crate::tokens::Tokens>>,
 }
 
 const PEER_ID_PREFIX: &[u8; 8] = b"-SL0100-";
@@ -92,6 +94,7 @@ impl Population {
             peers: peers.max(1),
             seed,
             popularity: PowerLaw::new(torrents.max(1), exponent),
+            tokens: None,
         }
     }
 

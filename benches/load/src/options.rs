@@ -16,6 +16,8 @@ use lexopt::prelude::*;
 // by the same names in the report as in its metrics.
 use swarmd::stats::Protocol;
 
+use crate::tokens::TokenOptions;
+
 pub const USAGE: &str = "\
 swarmd-load: load generator for BEP 15 (UDP) and BEP 3 (HTTP) trackers, and a
 do-nothing UDP responder. Traffic never leaves the machine: every address must
@@ -28,6 +30,7 @@ USAGE:
     swarmd-load hashes [--torrents N] [--seed N | --aquatic-load-test]
     swarmd-load ping --target ADDR [--http] [--torrent N] [--wait SECS]
     swarmd-load cores [--cpus A,B] [--trips N]
+    swarmd-load jwks --token-key FILE.der [--token-alg ALG] [--token-kid KID]
 
 udp (the default): simulate many peers on many torrents against a tracker.
     --target ADDR           tracker address, e.g. 127.0.0.1:6969 or [::1]:6969
@@ -59,6 +62,17 @@ udp (the default): simulate many peers on many torrents against a tracker.
     --seed N                seed of the info hashes, peer ids and choices [1]
     --json FILE             also write every figure as JSON to FILE
     --quiet                 no progress lines on stderr
+    --token-key FILE        send a signed token (JWT) with every announce, one
+                            per torrent, signed at start with this key: a DER
+                            private key, RSA as PKCS#1 (openssl rsa -traditional
+                            -outform DER) or EC P-256 as PKCS#8 (openssl pkcs8
+                            -topk8 -nocrypt -outform DER), or the HS256 secret;
+                            over UDP as BEP 41 URL data `/announce?jwt=TOKEN`
+                            (options of up to 255 bytes), over HTTP `&jwt=`
+    --token-alg ALG         RS256, ES256 or HS256 [RS256]
+    --token-kid KID         the tokens' `kid` header
+    --token-issuer S        their `iss` claim (none when not given)
+    --token-audience S      their `aud` claim (none when not given)
 
 http: the same peers, torrents, mix and events over HTTP/1.1 keep-alive
 connections (GET /announce with compact=1, GET /scrape). Takes the options of
@@ -95,6 +109,10 @@ hashes: print the info hashes `udp` uses (hex, one a line), e.g. for a whitelist
     --seed N                [1]
     --aquatic-load-test     print those of aquatic_udp_load_test 0.9 instead
 
+jwks: print the JWK Set of the public key of --token-key (RS256, ES256), for
+the tracker's access.token.jwks_file. Takes --token-key, --token-alg and
+--token-kid as `udp` does.
+
 cores: how long a cache line takes to go from one CPU to another and back,
 with a thread pinned to each (the median of 5 runs of --trips round trips).
 On a VM whose virtual CPUs the host moves about, this tells which state the
@@ -111,6 +129,7 @@ pub enum Command {
     Hashes(HashesOptions),
     Ping(PingOptions),
     Cores(CoresOptions),
+    Jwks(TokenOptions),
     Help,
 }
 
@@ -202,6 +221,8 @@ pub struct LoadOptions {
     pub seed: u64,
     pub json: Option<PathBuf>,
     pub quiet: bool,
+    /// With `--token-key`: how the announces' tokens are made.
+    pub token: Option<TokenOptions>,
 }
 
 impl LoadOptions {
@@ -300,7 +321,9 @@ fn seconds(p: &mut lexopt::Parser, name: &str, max: u64) -> Result<Duration> {
 pub fn parse(args: Vec<OsString>) -> Result<Command> {
     let mut args = args.into_iter().peekable();
     let command = match args.peek().and_then(|a| a.to_str()) {
-        Some(c @ ("udp" | "http" | "responder" | "hashes" | "ping" | "cores" | "help")) => {
+        Some(
+            c @ ("udp" | "http" | "responder" | "hashes" | "ping" | "cores" | "jwks" | "help"),
+        ) => {
             let c = c.to_owned();
             args.next();
             c
@@ -313,6 +336,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command> {
         "hashes" => parse_hashes(&mut p),
         "ping" => parse_ping(&mut p),
         "cores" => parse_cores(&mut p),
+        "jwks" => parse_jwks(&mut p),
         "help" => Ok(Command::Help),
         "http" => parse_load(&mut p, Protocol::Http),
         _ => parse_load(&mut p, Protocol::Udp),
@@ -349,9 +373,15 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
         seed: 1,
         json: None,
         quiet: false,
+        token: None,
     };
+    let mut token = TokenArgs::default();
     while let Some(arg) = p.next()? {
         match arg {
+            Long(name) if name.starts_with("token-") => {
+                let name = name.to_owned();
+                token.parse(&name, p)?;
+            }
             Long("target") => target = Some(loopback(&p.value()?.string()?, "--target")?),
             Long("torrents") => {
                 o.torrents = within("torrents", number(p, "torrents")?, 1, 1 << 32)?
@@ -418,6 +448,7 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
         }
     }
     o.target = target.ok_or_else(|| anyhow!("--target ADDR is required (see --help)"))?;
+    o.token = token.finish()?;
     if o.target.is_ipv4() {
         o.clients_from = clients_from;
     }
@@ -486,6 +517,73 @@ fn parse_ping(p: &mut lexopt::Parser) -> Result<Command> {
         wait,
         seed,
     }))
+}
+
+/// The `--token-*` options, as given.
+#[derive(Default)]
+struct TokenArgs {
+    key: Option<PathBuf>,
+    algorithm: Option<jsonwebtoken::Algorithm>,
+    kid: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl TokenArgs {
+    /// Takes the value of `--NAME`, one of the `--token-*` options.
+    fn parse(&mut self, name: &str, p: &mut lexopt::Parser) -> Result<()> {
+        match name {
+            "token-key" => self.key = Some(p.value()?.into()),
+            "token-alg" => {
+                self.algorithm = Some(match p.value()?.string()?.as_str() {
+                    "RS256" => jsonwebtoken::Algorithm::RS256,
+                    "ES256" => jsonwebtoken::Algorithm::ES256,
+                    "HS256" => jsonwebtoken::Algorithm::HS256,
+                    other => bail!("--token-alg {other}: expected RS256, ES256 or HS256"),
+                })
+            }
+            "token-kid" => self.kid = Some(p.value()?.string()?),
+            "token-issuer" => self.issuer = Some(p.value()?.string()?),
+            "token-audience" => self.audience = Some(p.value()?.string()?),
+            other => bail!("--{other}: unknown option (see --help)"),
+        }
+        Ok(())
+    }
+
+    /// None without `--token-key`; the others need it.
+    fn finish(self) -> Result<Option<TokenOptions>> {
+        let Some(key) = self.key else {
+            if self.algorithm.is_some() || self.kid.is_some() || self.issuer.is_some() {
+                bail!("--token-alg, --token-kid and --token-issuer need --token-key");
+            }
+            return Ok(None);
+        };
+        Ok(Some(TokenOptions {
+            key,
+            algorithm: self.algorithm.unwrap_or(jsonwebtoken::Algorithm::RS256),
+            kid: self.kid,
+            issuer: self.issuer,
+            audience: self.audience,
+        }))
+    }
+}
+
+fn parse_jwks(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut token = TokenArgs::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long(name) if name.starts_with("token-") => {
+                let name = name.to_owned();
+                token.parse(&name, p)?;
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    token
+        .finish()?
+        .map(Command::Jwks)
+        .ok_or_else(|| anyhow!("--token-key FILE is required (see --help)"))
 }
 
 fn parse_cores(p: &mut lexopt::Parser) -> Result<Command> {

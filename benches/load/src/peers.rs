@@ -19,6 +19,8 @@ use crate::report::PeerTally;
 /// request sent and written out as either.
 #[derive(Clone, Copy, Debug)]
 pub struct Announce {
+    /// The torrent's number in the population (which token goes with it).
+    pub torrent: u64,
     pub info_hash: InfoHash,
     pub peer_id: PeerId,
     pub port: u16,
@@ -93,8 +95,10 @@ impl Peers {
         let flags = &mut self.flags[k as usize];
         let event = next_event(flags, o, rng, tally);
         let seeder = *flags & peer_flags::SEEDER != 0;
+        let torrent = pop.torrent_of(p);
         Announce {
-            info_hash: pop.info_hash(pop.torrent_of(p)),
+            torrent,
+            info_hash: pop.info_hash(torrent),
             peer_id: pop.peer_id(p),
             port: pop.port(p),
             uploaded: 0,

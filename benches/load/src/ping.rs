@@ -105,6 +105,7 @@ fn run_http(o: &PingOptions, pop: &Population) -> Result<ExitCode> {
         &mut request,
         &o.target.to_string(),
         &Announce {
+            torrent: o.torrent,
             info_hash: pop.info_hash(o.torrent),
             peer_id: pop.peer_id(PEER),
             port: pop.port(PEER),

@@ -11,6 +11,7 @@ const HOST: &str = "127.0.0.1:6969";
 
 fn sample() -> Announce {
     Announce {
+        torrent: 0,
         info_hash: InfoHash(*b"\x00\x01 %&+/:=?AZa09-._~\xff"),
         peer_id: PeerId(*b"-SL0100-\x80abcdefgh\r\n\x00"),
         port: 51413,
