@@ -23,7 +23,8 @@ DIR=${DIR:-/tmp/swarmd-stall} BUILD=${BUILD:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p "$DIR"
 if [ "$BUILD" = 1 ]; then
-  cargo build --release -q --bin swarmd -p swarmd-load
+  cargo build --release -q -p swarmd --bin swarmd
+  cargo build --release -q -p swarmd-load
 fi
 if [ ! -s "$DIR/state-5m.bin" ]; then
   echo "making the 5M-peer state (the snapshot bench's build, no measurement)"
