@@ -49,6 +49,8 @@ max_peers_per_address = 100000000
 [state]
 path = "$DIR/$name.bin"
 interval = $interval
+[log]
+level = "debug"
 T
   taskset -c "$SERVER_CPU" "$TARGET/release/swarmd" --config "$DIR/$name.toml" 2> "$DIR/$name.log" &
   local pid=$!
@@ -59,6 +61,7 @@ T
   kill -TERM "$pid"; wait "$pid" || true
   local loaded written
   loaded=$(grep -oE '[0-9]+ torrents and [0-9]+ peers' "$DIR/$name.log" | head -1)
+  # Periodic snapshots log at debug level, the one on stop at info.
   written=$(grep -c 'state: wrote' "$DIR/$name.log" || true)
   python3 - "$DIR/$name.json" "$name" "$loaded" "$written" <<'PY'
 import json, sys
