@@ -26,11 +26,19 @@ use util::{hash, tracker_with, Client};
 
 /// Announces over UDP with `url_data`: Ok(()) or Err(error message). An
 /// error is never longer than the request.
+/// Each announce is a new client, kept open until the test's thread ends:
+/// a port freed at once could go to the next client, which would then be
+/// the same peer and spoil the counts.
 fn udp_announce(addr: SocketAddr, h: InfoHash, url_data: &str) -> Result<(), String> {
+    thread_local! {
+        static OPEN: std::cell::RefCell<Vec<Client>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let mut c = Client::new(addr);
     let mut req = c.announce_request(h, AnnounceEvent::Started, 10);
     req.url_data = url_data.as_bytes().to_vec();
-    c.announce_result(req).map(|_| ())
+    let result = c.announce_result(req).map(|_| ());
+    OPEN.with(|open| open.borrow_mut().push(c));
+    result
 }
 
 /// Announces over HTTP: `path` goes before the query (e.g. "/announce",

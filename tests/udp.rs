@@ -70,11 +70,16 @@ fn scrape_counts_across_swarm_workers_with(dispatch: Dispatch) {
     let addr = t.udp_addrs()[0];
     // Hashes whose first byte differs land on different swarm workers.
     let hashes: Vec<InfoHash> = (0..9).map(hash).collect();
+    // Every client is kept open to the end: a port freed by one could be
+    // given to the next, which would then be the same peer (CI saw a seeder
+    // of torrent 6 become a leecher that way).
+    let mut clients = Vec::new();
     for (i, h) in hashes.iter().enumerate() {
         for p in 0..i {
             let mut c = Client::new(addr);
             let left = if p % 2 == 0 { 0 } else { 5 };
             c.announce(*h, AnnounceEvent::Started, left);
+            clients.push(c);
         }
     }
     let mut c = Client::new(addr);
