@@ -20,7 +20,10 @@ const JWKS: &str = r#"{"keys": [
   {"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}
 ]}"#;
 
-const MESSAGES: [&str; 7] = [
+/// Every refusal of a token, "busy" included: the fuzzer's stream of new
+/// tokens spends the second's budget of signature checks.
+const MESSAGES: [&str; 8] = [
+    "token check busy, retry",
     "token required",
     "token expired",
     "token not yet valid",
