@@ -274,16 +274,21 @@ fn port_0_overrides_the_file_and_serves_on_free_ports() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn started_as_root_it_switches_to_the_configured_user() {
-    // .ci/run runs as root (to install packages), so CI always has it.
+/// Root, to test the switch of user; SKIPPED otherwise (failed under CI:
+/// .ci/run runs as root, to install packages, so CI always has it).
+fn can_switch_user() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !can_run(
+    can_run(
         root,
         "CI must run the tests as root, to test the switch of user",
         "run the tests as root to test the switch of user",
-    ) {
+    )
+}
+
+#[test]
+fn started_as_root_it_switches_to_the_configured_user() {
+    if !can_switch_user() {
         return;
     }
     let dir = temp_dir("privileges");
@@ -509,13 +514,7 @@ fn reload_names_every_key_that_needs_a_restart() {
 /// could write where the user cannot, and every snapshot after would fail.
 #[test]
 fn as_the_configured_user_it_writes_its_snapshots_or_refuses_to_start() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !can_run(
-        root,
-        "CI must run the tests as root, to test the switch of user",
-        "run the tests as root to test the switch of user",
-    ) {
+    if !can_switch_user() {
         return;
     }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
