@@ -86,18 +86,24 @@ fn cluster_counter(t: &Tracker, pick: fn(&swarmd::stats::ClusterCounters) -> u64
     pick(t.stats().cluster.as_ref().expect("cluster counters"))
 }
 
+/// Nodes a, b and c on `nats`, once each sees the other two.
+fn three_nodes(nats: &Nats, secret: &Path) -> (Tracker, Tracker, Tracker) {
+    let nodes = (
+        node(nats, "a", secret),
+        node(nats, "b", secret),
+        node(nats, "c", secret),
+    );
+    formed(&[&nodes.0, &nodes.1, &nodes.2]);
+    nodes
+}
+
 #[test]
 fn peers_stops_scrapes_and_connection_ids_are_cluster_wide() {
     let Some(nats) = Nats::start("cluster-wide") else {
         return;
     };
     let secret = secret_file(&nats.dir);
-    let (a, b, c) = (
-        node(&nats, "a", &secret),
-        node(&nats, "b", &secret),
-        node(&nats, "c", &secret),
-    );
-    formed(&[&a, &b, &c]);
+    let (a, b, c) = three_nodes(&nats, &secret);
 
     // A peer announced to A is handed out by B and C within a second.
     let h = InfoHash([1; 20]);
@@ -190,12 +196,7 @@ fn engine_and_node_restarts() {
         return;
     };
     let secret = secret_file(&nats.dir);
-    let (a, b, c) = (
-        node(&nats, "a", &secret),
-        node(&nats, "b", &secret),
-        node(&nats, "c", &secret),
-    );
-    formed(&[&a, &b, &c]);
+    let (a, b, c) = three_nodes(&nats, &secret);
     let h = InfoHash([2; 20]);
     let mut on_a = Client::new(udp(&a));
     on_a.announce(h, AnnounceEvent::Started, 100);
