@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use super::config::{AccessConfig, AccessMode};
 use super::file::{parse_info_hashes, parse_passkeys, read};
 use super::ledger::{PasskeyCounters, PasskeyTally};
-use super::route::{parse_target, query_token};
+use super::route::{parse_target, query_token_bytes, split_url_data};
 use super::token::{unix_now, Tokens};
 use crate::protocol::InfoHash;
 use crate::stats::FamilyCounters;
@@ -227,7 +227,7 @@ impl AccessList {
         &self,
         info_hash: &InfoHash,
         path_key: Option<&str>,
-        jwt: Option<&str>,
+        jwt: Option<&[u8]>,
     ) -> Result<Option<Arc<PasskeyTally>>, Refusal> {
         let tally = match &self.passkeys {
             None => None,
@@ -240,7 +240,7 @@ impl AccessList {
             // The path's segment is the token only where no passkey takes
             // its place: with both on, the token goes in the query.
             let token = match self.passkeys {
-                None => jwt.or(path_key),
+                None => jwt.or(path_key.map(str::as_bytes)),
                 Some(_) => jwt,
             };
             tokens.check(token, info_hash, unix_now())?;
@@ -259,14 +259,19 @@ impl AccessList {
         info_hash: &InfoHash,
         url_data: &[u8],
     ) -> Result<Option<Arc<PasskeyTally>>, Refusal> {
-        // Parsed only when it matters: a public tracker never looks. URL
-        // data that is not UTF-8 holds no key or token that could match.
+        // Parsed only when it matters: a public tracker never looks.
         if self.passkeys.is_none() && self.tokens.is_none() {
             return self.check(info_hash, None, None);
         }
-        let target = std::str::from_utf8(url_data).map(parse_target).ok();
-        let path_key = target.and_then(|t| t.passkey);
-        let jwt = target.and_then(|t| query_token(t.query));
+        // The path is read as text (a path that is not UTF-8 holds no key
+        // that could match); the query, where a token is, stays bytes: the
+        // token cache is looked up by them, and the hundreds of bytes of a
+        // token are validated only when it is new.
+        let (path, query) = split_url_data(url_data);
+        let path_key = std::str::from_utf8(path)
+            .ok()
+            .and_then(|p| parse_target(p).passkey);
+        let jwt = query.and_then(query_token_bytes);
         self.check(info_hash, path_key, jwt)
     }
 

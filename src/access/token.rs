@@ -110,18 +110,20 @@ impl Tokens {
     }
 
     /// Checks that `token` lets its bearer announce `info_hash` at `now`
-    /// (Unix seconds).
+    /// (Unix seconds). Bytes, as they came: a cached token is found by
+    /// them, and only a new one is read as text (UTF-8 validation of every
+    /// UDP announce's URL data was ~40 ns a check).
     #[inline]
-    pub(crate) fn check(
+    pub(crate) fn check<T: AsRef<[u8]> + ?Sized>(
         &self,
-        token: Option<&str>,
+        token: Option<&T>,
         info_hash: &InfoHash,
         now: u64,
     ) -> Result<(), Refusal> {
-        let token = token.ok_or(Refusal::TokenRequired)?;
+        let token = token.ok_or(Refusal::TokenRequired)?.as_ref();
         let cached = self
             .cache
-            .get(token.as_bytes(), |g| grants(g, info_hash, now));
+            .get(token, |g| grants(g.until, g.names(info_hash), now));
         match cached {
             Some(result) => result,
             None => self.check_new(token, info_hash, now),
@@ -131,25 +133,31 @@ impl Tokens {
     /// The check of a token not in the cache of good ones: a refusal
     /// remembered, else a signature check if the budget has one left.
     #[cold]
-    fn check_new(&self, token: &str, info_hash: &InfoHash, now: u64) -> Result<(), Refusal> {
-        if let Some(refusal) = self.refused.get(token.as_bytes(), now) {
+    fn check_new(&self, token: &[u8], info_hash: &InfoHash, now: u64) -> Result<(), Refusal> {
+        // Not text, or longer than any token swarmd reads: refused unread,
+        // without spending the budget.
+        let text = match std::str::from_utf8(token) {
+            Ok(text) if text.len() <= MAX_TOKEN => text,
+            _ => return Err(Refusal::TokenInvalid),
+        };
+        if let Some(refusal) = self.refused.get(token, now) {
             return Err(refusal);
         }
         if !self.budget.take(now) {
             return Err(Refusal::TokenBusy);
         }
-        match self.verify(token) {
+        match self.verify(text) {
             Ok(grant) => {
-                let result = grants(&grant, info_hash, now);
+                let result = grants(grant.until, grant.hashes.contains(info_hash), now);
                 // Cached even when it names other torrents: it is good, and
                 // the next announce may be for one it names.
                 if grant.until >= now {
-                    self.cache.insert(token.as_bytes(), grant, now);
+                    self.cache.insert(token, &grant);
                 }
                 result
             }
             Err(refusal) => {
-                self.refused.insert(token.as_bytes(), refusal, now);
+                self.refused.insert(token, refusal, now);
                 Err(refusal)
             }
         }
@@ -158,9 +166,6 @@ impl Tokens {
     /// The whole check of a token not seen before: header, key, signature,
     /// then claims.
     fn verify(&self, token: &str) -> Result<Grant, Refusal> {
-        if token.len() > MAX_TOKEN {
-            return Err(Refusal::TokenInvalid);
-        }
         // A header that does not parse (`alg: none`, an algorithm nobody
         // knows, not base64) names no key a signature could be checked with.
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::TokenBadSignature)?;
@@ -191,12 +196,13 @@ impl Tokens {
     }
 }
 
-/// Whether a good token lets `info_hash` be announced at `now`.
+/// Whether a good token, in force `until` and naming the torrent or not,
+/// lets it be announced at `now`.
 #[inline]
-fn grants(grant: &Grant, info_hash: &InfoHash, now: u64) -> Result<(), Refusal> {
-    if now > grant.until {
+fn grants(until: u64, names_it: bool, now: u64) -> Result<(), Refusal> {
+    if now > until {
         Err(Refusal::TokenExpired)
-    } else if grant.hashes.contains(info_hash) {
+    } else if names_it {
         Ok(())
     } else {
         Err(Refusal::TokenWrongTorrent)

@@ -70,7 +70,10 @@ fn good_tokens_name_their_torrents() {
         t.check(Some(&many), &c, now()),
         Err(Refusal::TokenWrongTorrent)
     );
-    assert_eq!(t.check(None, &a, now()), Err(Refusal::TokenRequired));
+    assert_eq!(
+        t.check(None::<&str>, &a, now()),
+        Err(Refusal::TokenRequired)
+    );
 }
 
 #[test]

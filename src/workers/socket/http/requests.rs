@@ -126,7 +126,7 @@ impl SocketWorker {
                 let account = match access.check(
                     &a.info_hash,
                     req.passkey.as_deref(),
-                    req.token.as_deref(),
+                    req.token.as_deref().map(str::as_bytes),
                 ) {
                     Ok(tally) => Account::boxed(tally, a.uploaded, a.downloaded),
                     Err(refusal) => {
