@@ -108,9 +108,13 @@ pub struct TokenConfig {
     /// Seconds of clock difference allowed on `exp` and `nbf`.
     pub leeway: u32,
     /// Verified tokens remembered, so that a re-announce costs a lookup,
-    /// not a signature check; each until its `exp`. When full, expired
-    /// ones go first, then others. Each entry holds the token (about 1 kB
-    /// for RS256).
+    /// not a signature check; each until its `exp`. Rounded up to a power
+    /// of two and kept in sets of four by hash: when a token's set is full,
+    /// the one that expires first makes way (an expired one before any in
+    /// force), and a token pushed out is verified again at its next
+    /// announce. Size it at twice the clients holding tokens. 32 bytes an
+    /// entry are reserved at start, plus the token held (about 0.7 kB for
+    /// RS256).
     pub cache_entries: u32,
     /// Signature checks per second for tokens not seen before, for the
     /// whole tracker. Beyond it such a token is refused with "token check
