@@ -382,7 +382,7 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
     if o.target.is_ipv4() {
         o.clients_from = clients_from;
     }
-    if o.clients_per_24.is_some() && !o.clients_from.is_some_and(|n| n.prefix <= 24) {
+    if o.clients_per_24.is_some() && o.clients_from.is_none_or(|n| n.prefix > 24) {
         bail!("--ipv4-clients-per-24 needs an IPv4 target and --ipv4-clients-from a /24 or larger");
     }
     if o.duration.is_zero() || o.warmup >= o.duration {
