@@ -75,6 +75,18 @@ impl Ipv4Net {
         let offset = 1 + (i as u64 % (size - 2));
         Ipv4Addr::from(self.base.wrapping_add(offset as u32))
     }
+
+    /// With `--ipv4-clients-per-24 per`: address `i % per` + 1 of the net's
+    /// `i / per`-th /24, so that `per` sockets share each /24 (a rack, to a
+    /// tracker that groups peers by subnet), wrapping round when the net has
+    /// too few /24s. The net is at least a /24 (checked when parsed).
+    pub fn client_per_24(&self, i: usize, per: u8) -> Ipv4Addr {
+        let per = usize::from(per.max(1));
+        let nets = 1u64 << (24 - u32::from(self.prefix.min(24)));
+        let net = (i / per) as u64 % nets;
+        let host = 1 + (i % per) as u64;
+        Ipv4Addr::from(self.base.wrapping_add(((net << 8) + host) as u32))
+    }
 }
 
 /// Which peer announces next on a socket.
@@ -120,6 +132,9 @@ pub struct LoadOptions {
     pub order: PeerOrder,
     pub timeout: Duration,
     pub clients_from: Option<Ipv4Net>,
+    /// `--ipv4-clients-per-24`: sockets per /24 of `clients_from` (None:
+    /// one after the other through the net).
+    pub clients_per_24: Option<u8>,
     pub seed: u64,
     pub json: Option<PathBuf>,
     pub quiet: bool,
@@ -140,7 +155,10 @@ impl LoadOptions {
     pub fn client_ip(&self, i: usize) -> IpAddr {
         match (self.target, self.clients_from) {
             (SocketAddr::V6(_), _) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            (SocketAddr::V4(_), Some(net)) => IpAddr::V4(net.client(i)),
+            (SocketAddr::V4(_), Some(net)) => match self.clients_per_24 {
+                Some(per) => IpAddr::V4(net.client_per_24(i, per)),
+                None => IpAddr::V4(net.client(i)),
+            },
             (SocketAddr::V4(_), None) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
@@ -272,6 +290,7 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
         order: PeerOrder::Random,
         timeout: Duration::from_millis(1000),
         clients_from: None,
+        clients_per_24: None,
         seed: 1,
         json: None,
         quiet: false,
@@ -342,6 +361,15 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
                     net => Some(net.parse()?),
                 };
             }
+            Long("ipv4-clients-per-24") => {
+                let per = within(
+                    "ipv4-clients-per-24",
+                    number(p, "ipv4-clients-per-24")?,
+                    1,
+                    254,
+                )?;
+                o.clients_per_24 = Some(per);
+            }
             Long("seed") => o.seed = number(p, "seed")?,
             Long("json") => o.json = Some(p.value()?.into()),
             Long("quiet") => o.quiet = true,
@@ -353,6 +381,9 @@ fn parse_load(p: &mut lexopt::Parser, protocol: Protocol) -> Result<Command> {
     o.token = token.finish()?;
     if o.target.is_ipv4() {
         o.clients_from = clients_from;
+    }
+    if o.clients_per_24.is_some() && o.clients_from.is_none_or(|n| n.prefix > 24) {
+        bail!("--ipv4-clients-per-24 needs an IPv4 target and --ipv4-clients-from a /24 or larger");
     }
     if o.duration.is_zero() || o.warmup >= o.duration {
         bail!("--duration must be longer than --warmup, and not zero");

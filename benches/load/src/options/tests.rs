@@ -44,6 +44,44 @@ fn client_addresses_spread_over_the_net() {
 }
 
 #[test]
+fn clients_per_24_fill_each_24_then_move_on() {
+    let o = test_options("--ipv4-clients-per-24 2");
+    let ips: Vec<IpAddr> = (0..5).map(|i| o.client_ip(i)).collect();
+    let want = [[0, 0, 1], [0, 0, 2], [0, 1, 1], [0, 1, 2], [0, 2, 1]];
+    let want: Vec<IpAddr> = want
+        .iter()
+        .map(|&[b, c, d]| IpAddr::V4(Ipv4Addr::new(127, b, c, d)))
+        .collect();
+    assert_eq!(ips, want);
+    let o = test_options("--ipv4-clients-per-24 1 --ipv4-clients-from 127.5.0.0/23");
+    assert_eq!(o.client_ip(1), IpAddr::V4(Ipv4Addr::new(127, 5, 1, 1)));
+    assert_eq!(
+        o.client_ip(2),
+        IpAddr::V4(Ipv4Addr::new(127, 5, 0, 1)),
+        "wraps"
+    );
+    assert_eq!(o.client_ip(256), IpAddr::V4(Ipv4Addr::new(127, 5, 0, 1)));
+    // 70 000 = 273 × 256 + 112, and 127.0.0.0/8 has 256 × 256 /24s.
+    let o = test_options("--ipv4-clients-per-24 1");
+    assert_eq!(
+        o.client_ip(70_000),
+        IpAddr::V4(Ipv4Addr::new(127, 17, 112, 1))
+    );
+    for bad in [
+        "--ipv4-clients-per-24 0",
+        "--ipv4-clients-per-24 255",
+        "--ipv4-clients-per-24 4 --ipv4-clients-from none",
+        "--ipv4-clients-per-24 4 --ipv4-clients-from 127.0.0.0/25",
+    ] {
+        assert!(
+            parse(args(&format!("--target 127.0.0.1:1 {bad}"))).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(parse(args("--target [::1]:1 --ipv4-clients-per-24 4")).is_err());
+}
+
+#[test]
 fn numbers_take_separators_and_limits() {
     match parse(args("--target 127.0.0.1:1 --peers 5_000_000 --duration 20")) {
         Ok(Command::Load(o)) => {

@@ -41,6 +41,9 @@ udp (the default): simulate many peers on many torrents against a tracker.
     --ipv4-clients-from NET bind socket i to address i+1 of NET (within 127.0.0.0/8),
                             so the tracker sees many client IPs; `none` binds
                             127.0.0.1 [127.0.0.0/8]
+    --ipv4-clients-per-24 N bind instead socket i to address i%N+1 of the
+                            (i/N)-th /24 of NET: N client IPs per /24, for
+                            trackers that group peers by subnet [off]
     --seed N                seed of the info hashes, peer ids and choices [1]
     --json FILE             also write every figure as JSON to FILE
     --quiet                 no progress lines on stderr
