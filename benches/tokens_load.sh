@@ -13,6 +13,9 @@
 #                                    the tokens to a tracker with tokens off:
 #                                    what the longer datagrams cost alone
 #   ALG=HS256 PROTO=http ROUNDS=2 benches/tokens_load.sh
+#   SWARMD_BASE=OLD/swarmd MODES="off base on" benches/tokens_load.sh
+#                                    and tokens on with another build
+#                                    (before a change), in the same rounds
 #
 # Settings (environment):
 #   ROUNDS=3 DURATION=30 WARMUP=10   seconds per run and the first ones left
@@ -112,10 +115,11 @@ fi
 RESULTS=$OUT/results.tsv
 printf 'round\ttokens\tresponses_per_s\terrors\tserver_cpu_s\tresponses_per_cpu_s\n' >"$RESULTS"
 
-# run ROUND off|wire|on: a fresh swarmd, the load, one line of results.tsv.
-# wire: the load sends tokens, the tracker has tokens off.
+# run ROUND off|wire|on|base: a fresh swarmd, the load, one line of
+# results.tsv. wire: the load sends tokens, the tracker has tokens off.
+# base: tokens on, in the build $SWARMD_BASE.
 run() {
-    local round=$1 tokens=$2 addr=127.0.0.1:$PORT tag=$2-$1
+    local round=$1 tokens=$2 addr=127.0.0.1:$PORT tag=$2-$1 binary=$SWARMD
     local conf=$WORK/swarmd-$tag.toml log=$OUT/logs/swarmd-$tag.log load_log=$OUT/logs/load-$tag.log
     cat >"$conf" <<EOF
 [udp]
@@ -128,11 +132,14 @@ address = ""
 socket_workers = 1
 swarm_workers = 1
 EOF
-    if [[ $tokens == on ]]; then
+    if [[ $tokens == base ]]; then
+        binary=${SWARMD_BASE:?base needs SWARMD_BASE, a swarmd binary}
+    fi
+    if [[ $tokens == on || $tokens == base ]]; then
         printf '[access.token]\nalgorithm = "%s"\n%s\nissuer = "registry.example"\naudience = "swarmd"\n' \
             "$ALG" "$TOKEN_TABLE" >>"$conf"
     fi
-    taskset -c "$SERVER_CPU" "$SWARMD" --config "$conf" >"$log" 2>&1 &
+    taskset -c "$SERVER_CPU" "$binary" --config "$conf" >"$log" 2>&1 &
     local server=$!
     PIDS+=("$server")
     local i
@@ -188,6 +195,7 @@ END {
         ratio = per[r, "on"] / per[r, "off"]
         printf "round %s: off %s, on %s responses per server-CPU-second: on/off %.2f", r, per[r, "off"], per[r, "on"], ratio
         if ((r, "wire") in per) printf "; wire %s: wire/off %.2f", per[r, "wire"], per[r, "wire"] / per[r, "off"]
+        if ((r, "base") in per) printf "; base %s: base/off %.2f", per[r, "base"], per[r, "base"] / per[r, "off"]
         printf "\n"
         sum += ratio; n++
     }

@@ -99,6 +99,17 @@ impl RecvBatch {
         Ok(self.received)
     }
 
+    /// The bytes of the datagrams of the last `recv` (as much of each as
+    /// was read).
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.received).map(move |i| &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)])
+    }
+
+    /// How many datagrams the last `recv` read.
+    pub fn len(&self) -> usize {
+        self.received
+    }
+
     /// The datagrams of the last `recv`: (source, bytes, truncated).
     pub fn iter(&self) -> impl Iterator<Item = (Option<SocketAddr>, &[u8], bool)> {
         (0..self.received).map(move |i| {

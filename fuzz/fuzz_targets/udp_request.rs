@@ -14,6 +14,7 @@ use swarmd::protocol::udp::{
 const LIMITS: [usize; 2] = [74, 2];
 
 fuzz_target!(|data: &[u8]| {
+    let _ = udp::url_data_tail(data, &mut [0u8; 32]);
     for limit in LIMITS {
         check_request(data, limit);
     }
@@ -33,6 +34,13 @@ fn check_request(data: &[u8], limit: usize) {
                     // URL data comes out of the options, so never more of it
                     // than there were option bytes.
                     assert!(a.url_data.len() <= data.len() - ANNOUNCE_LEN);
+                    // The tail read in place for the token prefetch is the
+                    // end of the same URL data.
+                    let mut tail = [0u8; 32];
+                    if let Some(n) = udp::url_data_tail(data, &mut tail) {
+                        assert!(n <= 32 && n <= a.url_data.len());
+                        assert_eq!(&tail[32 - n..], &a.url_data[a.url_data.len() - n..]);
+                    }
                 }
                 Request::Scrape(s) => {
                     assert!(!s.info_hashes.is_empty() && s.info_hashes.len() <= limit);

@@ -275,6 +275,22 @@ impl AccessList {
         self.check(info_hash, path_key, jwt)
     }
 
+    /// Prepares the token checks of a batch of UDP datagrams (see
+    /// `Tokens::prefetch_udp`); nothing when tokens are off. Only for a
+    /// batch of two or more: a lone datagram has nothing to overlap its
+    /// waits with.
+    #[inline]
+    pub(crate) fn prefetch_udp<'a, I>(&self, datagrams: impl Fn() -> I, count: usize)
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
+        if let Some(tokens) = &self.tokens {
+            if count >= 2 {
+                tokens.prefetch_udp(datagrams);
+            }
+        }
+    }
+
     /// Checks the passkey of a scrape (UDP scrapes have none).
     #[inline]
     pub(crate) fn check_scrape(&self, passkey: Option<&str>) -> Result<(), Refusal> {

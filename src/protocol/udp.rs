@@ -229,6 +229,47 @@ fn parse_options(mut rest: &[u8]) -> Result<Vec<u8>, ()> {
     Ok(url_data)
 }
 
+/// The last bytes (up to 32) of an announce datagram's BEP 41 URL data,
+/// written at the end of `out`, and how many; read from the options in
+/// place, without the allocation of [`Request::parse`]. For a prefetch: a
+/// token is the URL data's last parameter in the URLs registries make, so
+/// these are the token's last bytes, its cache key. None for a datagram
+/// that is not an announce with URL data, or whose last 32 bytes of it are
+/// spread over more than two options.
+pub fn url_data_tail(datagram: &[u8], out: &mut [u8; 32]) -> Option<usize> {
+    if datagram.len() <= ANNOUNCE_LEN || be_u32(datagram, 8) != ACTION_ANNOUNCE {
+        return None;
+    }
+    // The last two URL data options seen: (start, length).
+    let (mut last, mut before) = ((0, 0), (0, 0));
+    let mut at = ANNOUNCE_LEN;
+    while let Some(&kind) = datagram.get(at) {
+        match kind {
+            OPTION_END => break,
+            OPTION_NOP => at += 1,
+            _ => {
+                let len = usize::from(*datagram.get(at + 1)?);
+                if datagram.len() < at + 2 + len {
+                    return None;
+                }
+                if kind == OPTION_URL_DATA && len > 0 {
+                    before = last;
+                    last = (at + 2, len);
+                }
+                at += 2 + len;
+            }
+        }
+    }
+    let from_last = last.1.min(32);
+    out[32 - from_last..].copy_from_slice(&datagram[last.0 + last.1 - from_last..][..from_last]);
+    let from_before = before.1.min(32 - from_last);
+    let end = 32 - from_last;
+    out[end - from_before..end]
+        .copy_from_slice(&datagram[before.0 + before.1 - from_before..][..from_before]);
+    let n = from_last + from_before;
+    (n > 0).then_some(n)
+}
+
 /// Writes requests: used by the load generator, the tests and round trips.
 impl Request {
     pub fn write(&self, out: &mut Vec<u8>) {

@@ -220,3 +220,52 @@ fn refusals_are_remembered_and_new_tokens_share_a_budget_of_checks() {
     assert_eq!(t.check(Some(&new), &a, at + 1), Ok(()));
     assert_eq!(t.cached(), 2);
 }
+
+#[test]
+fn a_batch_prefetched_is_checked_as_without() {
+    use crate::protocol::udp::{AnnounceRequest, ConnectionId, Request, TransactionId};
+    use crate::protocol::{AnnounceEvent, PeerId};
+    let t = tokens("", "");
+    let a = InfoHash([0xaa; 20]);
+    let good = sign(json!({"exp": now() + 60, "infohash": hex(&a)}), SECRET);
+    let datagram = |url_data: &[u8]| {
+        let mut buf = Vec::new();
+        Request::Announce(AnnounceRequest {
+            connection_id: ConnectionId(1),
+            transaction_id: TransactionId(2),
+            info_hash: a,
+            peer_id: PeerId([3; 20]),
+            downloaded: 0,
+            left: 0,
+            uploaded: 0,
+            event: AnnounceEvent::None,
+            ip_address: 0,
+            key: 0,
+            num_want: 10,
+            port: 1,
+            url_data: url_data.to_vec(),
+        })
+        .write(&mut buf);
+        buf
+    };
+    let with_token = datagram(format!("/announce?jwt={good}").as_bytes());
+    let mut forged = with_token.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut cut = with_token.clone();
+    cut.truncate(crate::protocol::udp::ANNOUNCE_LEN + 10);
+    let batch = [
+        with_token.clone(),
+        forged,
+        cut,
+        datagram(b""),
+        datagram(b"/announce?jwt=x"),
+        vec![0xff; 3],
+    ];
+    // Before the token is cached, and after.
+    for _ in 0..2 {
+        t.prefetch_udp(|| batch.iter().map(Vec::as_slice));
+        assert_eq!(t.check(Some(&good), &a, now()), Ok(()));
+    }
+    assert_eq!(t.cached(), 1);
+}

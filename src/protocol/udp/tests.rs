@@ -248,4 +248,30 @@ proptest! {
         buf.extend_from_slice(&tail);
         let _ = Request::parse(&buf, 74);
     }
+
+    #[test]
+    fn url_data_tail_is_the_end_of_what_parse_reads(
+        tail in proptest::collection::vec(any::<u8>(), 0..700),
+        data in proptest::collection::vec(any::<u8>(), 1..700),
+    ) {
+        let mut out = [0u8; 32];
+        // Any bytes after an announce's fixed part: when it finds a tail,
+        // it is the end of the URL data parse reads.
+        let mut buf = Vec::new();
+        Request::Announce(announce(Vec::new())).write(&mut buf);
+        buf.extend_from_slice(&tail);
+        if let Some(n) = url_data_tail(&buf, &mut out) {
+            let Ok(Request::Announce(a)) = Request::parse(&buf, 74) else {
+                return Err(TestCaseError::fail("a tail of a datagram parse refuses"));
+            };
+            prop_assert!(n <= 32 && n <= a.url_data.len());
+            prop_assert_eq!(&out[32 - n..], &a.url_data[a.url_data.len() - n..]);
+        }
+        // URL data as clients write it (255-byte options): always found.
+        buf.clear();
+        Request::Announce(announce(data.clone())).write(&mut buf);
+        let n = url_data_tail(&buf, &mut out);
+        prop_assert_eq!(n, Some(data.len().min(32)));
+        prop_assert_eq!(&out[32 - data.len().min(32)..], &data[data.len() - data.len().min(32)..]);
+    }
 }
