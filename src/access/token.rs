@@ -136,20 +136,20 @@ impl Tokens {
     /// misses (set, then entry) that a lone check waits for one after the
     /// other; a batch that asks for them all first waits about once
     /// (measured in benches/README.md "Tokens, whole daemon").
-    pub(crate) fn prefetch_udp<'a, I>(&self, datagrams: impl Fn() -> I)
-    where
-        I: Iterator<Item = &'a [u8]>,
-    {
-        let mut tail = [0u8; 32];
-        for d in datagrams() {
-            if let Some(n) = crate::protocol::udp::url_data_tail(d, &mut tail) {
-                self.cache.prefetch_set(&tail[32 - n..]);
+    pub(crate) fn prefetch_udp<'a>(&self, datagrams: impl Iterator<Item = &'a [u8]>) {
+        // The tails read once, kept for the second pass.
+        let mut tails = [([0u8; 32], 0usize); crate::sys::BATCH];
+        let mut kept = 0;
+        for d in datagrams.take(tails.len()) {
+            let (tail, n) = &mut tails[kept];
+            if let Some(len) = crate::protocol::udp::url_data_tail(d, tail) {
+                *n = len;
+                self.cache.prefetch_set(&tail[32 - len..]);
+                kept += 1;
             }
         }
-        for d in datagrams() {
-            if let Some(n) = crate::protocol::udp::url_data_tail(d, &mut tail) {
-                self.cache.prefetch_entry(&tail[32 - n..]);
-            }
+        for (tail, n) in &tails[..kept] {
+            self.cache.prefetch_entry(&tail[32 - n..]);
         }
     }
 

@@ -382,7 +382,7 @@ impl SocketWorker {
             ..
         } = self;
         let access: &AccessList = access.load();
-        access.prefetch_udp(|| recv.datagrams(), recv.len());
+        access.prefetch_udp(recv.datagrams(), recv.len());
         let entry = &mut sockets[socket];
         for (src, bytes, truncated) in recv.iter() {
             counters.bytes_received.add(bytes.len() as u64);

@@ -264,7 +264,7 @@ fn a_batch_prefetched_is_checked_as_without() {
     ];
     // Before the token is cached, and after.
     for _ in 0..2 {
-        t.prefetch_udp(|| batch.iter().map(Vec::as_slice));
+        t.prefetch_udp(batch.iter().map(Vec::as_slice));
         assert_eq!(t.check(Some(&good), &a, now()), Ok(()));
     }
     assert_eq!(t.cached(), 1);
