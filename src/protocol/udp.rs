@@ -470,4 +470,4 @@ impl Response {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -223,29 +223,13 @@ fn refusals_are_remembered_and_new_tokens_share_a_budget_of_checks() {
 
 #[test]
 fn a_batch_prefetched_is_checked_as_without() {
-    use crate::protocol::udp::{AnnounceRequest, ConnectionId, Request, TransactionId};
-    use crate::protocol::{AnnounceEvent, PeerId};
+    use crate::protocol::udp::{tests::announce, Request};
     let t = tokens("", "");
     let a = InfoHash([0xaa; 20]);
     let good = sign(json!({"exp": now() + 60, "infohash": hex(&a)}), SECRET);
     let datagram = |url_data: &[u8]| {
         let mut buf = Vec::new();
-        Request::Announce(AnnounceRequest {
-            connection_id: ConnectionId(1),
-            transaction_id: TransactionId(2),
-            info_hash: a,
-            peer_id: PeerId([3; 20]),
-            downloaded: 0,
-            left: 0,
-            uploaded: 0,
-            event: AnnounceEvent::None,
-            ip_address: 0,
-            key: 0,
-            num_want: 10,
-            port: 1,
-            url_data: url_data.to_vec(),
-        })
-        .write(&mut buf);
+        Request::Announce(announce(url_data.to_vec())).write(&mut buf);
         buf
     };
     let with_token = datagram(format!("/announce?jwt={good}").as_bytes());

@@ -4,7 +4,9 @@
 use super::*;
 use proptest::prelude::*;
 
-fn announce(url_data: Vec<u8>) -> AnnounceRequest {
+/// An announce with every field set, and `url_data`; for other modules'
+/// tests too.
+pub(crate) fn announce(url_data: Vec<u8>) -> AnnounceRequest {
     AnnounceRequest {
         connection_id: ConnectionId(0x1122_3344_5566_7788),
         transaction_id: TransactionId(7),
