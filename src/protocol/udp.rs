@@ -201,7 +201,7 @@ const OPTION_URL_DATA: u8 = 2;
 /// Parses BEP 41 options. Returns the concatenated URL data. Unknown options
 /// are skipped by their length byte; an option that runs past the end of the
 /// datagram is an error.
-fn parse_options(mut rest: &[u8]) -> Result<Vec<u8>, ()> {
+fn parse_options(rest: &[u8]) -> Result<Vec<u8>, ()> {
     // Never more than what follows the announce: one allocation, where
     // growing by 255-byte options reallocated and copied for every
     // option of a long token.
@@ -209,24 +209,45 @@ fn parse_options(mut rest: &[u8]) -> Result<Vec<u8>, ()> {
     if rest.first().is_some_and(|&k| k != OPTION_END) {
         url_data.reserve_exact(rest.len());
     }
-    while let Some((&kind, tail)) = rest.split_first() {
-        match kind {
-            OPTION_END => break,
-            OPTION_NOP => rest = tail,
-            _ => {
-                let (&len, tail) = tail.split_first().ok_or(())?;
-                let len = len as usize;
-                if tail.len() < len {
-                    return Err(());
+    for chunk in UrlDataOptions(rest) {
+        url_data.extend_from_slice(chunk?);
+    }
+    Ok(url_data)
+}
+
+/// The URL data options among BEP 41 options, in order, each one's bytes;
+/// an `Err` for an option that runs past the end, and nothing after it.
+struct UrlDataOptions<'a>(&'a [u8]);
+
+impl<'a> Iterator for UrlDataOptions<'a> {
+    type Item = Result<&'a [u8], ()>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (&kind, tail) = self.0.split_first()?;
+            match kind {
+                OPTION_END => {
+                    self.0 = &[];
+                    return None;
                 }
-                if kind == OPTION_URL_DATA {
-                    url_data.extend_from_slice(&tail[..len]);
+                OPTION_NOP => self.0 = tail,
+                _ => {
+                    let option = tail
+                        .split_first()
+                        .filter(|(&len, tail)| tail.len() >= usize::from(len));
+                    let Some((&len, tail)) = option else {
+                        self.0 = &[];
+                        return Some(Err(()));
+                    };
+                    let (data, after) = tail.split_at(usize::from(len));
+                    self.0 = after;
+                    if kind == OPTION_URL_DATA {
+                        return Some(Ok(data));
+                    }
                 }
-                rest = &tail[len..];
             }
         }
     }
-    Ok(url_data)
 }
 
 /// The last bytes (up to 32) of an announce datagram's BEP 41 URL data,
@@ -240,32 +261,19 @@ pub fn url_data_tail(datagram: &[u8], out: &mut [u8; 32]) -> Option<usize> {
     if datagram.len() <= ANNOUNCE_LEN || be_u32(datagram, 8) != ACTION_ANNOUNCE {
         return None;
     }
-    // The last two URL data options seen: (start, length).
-    let (mut last, mut before) = ((0, 0), (0, 0));
-    let mut at = ANNOUNCE_LEN;
-    while let Some(&kind) = datagram.get(at) {
-        match kind {
-            OPTION_END => break,
-            OPTION_NOP => at += 1,
-            _ => {
-                let len = usize::from(*datagram.get(at + 1)?);
-                if datagram.len() < at + 2 + len {
-                    return None;
-                }
-                if kind == OPTION_URL_DATA && len > 0 {
-                    before = last;
-                    last = (at + 2, len);
-                }
-                at += 2 + len;
-            }
+    // The last two non-empty URL data options.
+    let (mut before, mut last): (&[u8], &[u8]) = (&[], &[]);
+    for chunk in UrlDataOptions(&datagram[ANNOUNCE_LEN..]) {
+        let chunk = chunk.ok()?;
+        if !chunk.is_empty() {
+            (before, last) = (last, chunk);
         }
     }
-    let from_last = last.1.min(32);
-    out[32 - from_last..].copy_from_slice(&datagram[last.0 + last.1 - from_last..][..from_last]);
-    let from_before = before.1.min(32 - from_last);
+    let from_last = last.len().min(32);
+    let from_before = before.len().min(32 - from_last);
     let end = 32 - from_last;
-    out[end - from_before..end]
-        .copy_from_slice(&datagram[before.0 + before.1 - from_before..][..from_before]);
+    out[end..].copy_from_slice(&last[last.len() - from_last..]);
+    out[end - from_before..end].copy_from_slice(&before[before.len() - from_before..]);
     let n = from_last + from_before;
     (n > 0).then_some(n)
 }
