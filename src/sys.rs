@@ -102,7 +102,11 @@ impl RecvBatch {
     /// The bytes of the datagrams of the last `recv` (as much of each as
     /// was read).
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
-        (0..self.received).map(move |i| &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)])
+        (0..self.received).map(move |i| self.bytes(i))
+    }
+
+    fn bytes(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)]
     }
 
     /// How many datagrams the last `recv` read.
@@ -113,11 +117,10 @@ impl RecvBatch {
     /// The datagrams of the last `recv`: (source, bytes, truncated).
     pub fn iter(&self) -> impl Iterator<Item = (Option<SocketAddr>, &[u8], bool)> {
         (0..self.received).map(move |i| {
-            let len = self.lens[i];
             (
                 from_storage(&self.addrs[i], self.addr_lens[i]),
-                &self.bufs[i][..len.min(MAX_DATAGRAM)],
-                len > MAX_DATAGRAM,
+                self.bytes(i),
+                self.lens[i] > MAX_DATAGRAM,
             )
         })
     }
